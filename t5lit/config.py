@@ -1,0 +1,156 @@
+"""ModelConfig: the typed, checked description of one T5-family model, and its named presets.
+
+A config holds plain data only (strings, ints, floats, bools), so it serialises into YAML, Lightning
+checkpoints and Optuna trials unchanged. Every impossible combination is rejected in ``__post_init__``
+with a one-line ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from t5lit.registry import ConfigError, Registry, check_choice, unknown_name_message
+
+ARCHITECTURES = ("encoder_decoder", "decoder_only", "prefix_lm")
+FFN_KINDS = ("relu", "gated-gelu")
+ATTENTION_BACKENDS = ("sdpa", "flex", "eager")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model of the T5 family (paper Section 3.1 and 3.2; T5 1.1 for gated-GELU)."""
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    d_kv: int = 64  # per-head width; inner width = num_heads * d_kv (need not equal d_model)
+    d_ff: int = 2048
+    num_heads: int = 8
+    num_encoder_layers: int = 6  # must be 0 for decoder-only architectures
+    num_decoder_layers: int = 6
+    ffn: str = "relu"  # relu (T5 1.0) | gated-gelu (T5 1.1)
+    dropout_rate: float = 0.1
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    tie_word_embeddings: bool = True  # T5 1.0 ties; tied logits are rescaled by d_model**-0.5
+    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | prefix_lm (paper Table 2)
+    share_encoder_decoder: bool = False  # Table 2 "shared": decoder layers reuse the encoder's weights
+    attention: str = "sdpa"  # sdpa | flex (CUDA) | eager (reference)
+    layer_norm_epsilon: float = 1e-6
+    initializer_factor: float = 1.0  # scales T5's initialisation (as transformers' T5 does)
+
+    def __post_init__(self):
+        check_choice("arch", self.arch, ARCHITECTURES)
+        check_choice("ffn", self.ffn, FFN_KINDS)
+        check_choice("attention", self.attention, ATTENTION_BACKENDS)
+        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_decoder_layers",
+                     "relative_attention_num_buckets", "relative_attention_max_distance"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.num_encoder_layers, int) or self.num_encoder_layers < 0:
+            raise ConfigError(
+                f"ModelConfig.num_encoder_layers must be an integer >= 0, got {self.num_encoder_layers!r}")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ConfigError(f"ModelConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if self.vocab_size < 103:
+            raise ConfigError(
+                f"ModelConfig.vocab_size must be >= 103 (pad, EOS, unk and 100 sentinels), got {self.vocab_size}")
+        if self.relative_attention_num_buckets < 2:
+            raise ConfigError("ModelConfig.relative_attention_num_buckets must be >= 2")
+        if self.is_encoder_decoder:
+            if self.num_encoder_layers < 1:
+                raise ConfigError(
+                    "ModelConfig.num_encoder_layers must be >= 1 for arch='encoder_decoder' "
+                    f"(got {self.num_encoder_layers}); use arch='decoder_only' or 'prefix_lm' for no encoder")
+            if self.share_encoder_decoder and self.num_encoder_layers != self.num_decoder_layers:
+                raise ConfigError(
+                    "ModelConfig.share_encoder_decoder needs num_encoder_layers == num_decoder_layers "
+                    f"(got {self.num_encoder_layers} and {self.num_decoder_layers})")
+        else:
+            if self.num_encoder_layers != 0:
+                raise ConfigError(
+                    f"ModelConfig.num_encoder_layers must be 0 for arch={self.arch!r} "
+                    f"(got {self.num_encoder_layers}); its depth is num_decoder_layers")
+            if self.share_encoder_decoder:
+                raise ConfigError(
+                    f"ModelConfig.share_encoder_decoder needs an encoder; arch={self.arch!r} has none")
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.arch == "encoder_decoder"
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+    def replace(self, **changes) -> ModelConfig:
+        """A copy with ``changes`` applied (and checked); unknown field names raise a ConfigError."""
+        check_fields(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        check_fields(d)
+        return cls(**d)
+
+
+def check_fields(d: dict) -> None:
+    valid = [f.name for f in fields(ModelConfig)]
+    for key in d:
+        if key not in valid:
+            raise ConfigError(unknown_name_message("ModelConfig field", key, valid))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Presets. Numbers from the published model configs (google-research/text-to-text-transfer-transformer
+# gin files and the released checkpoints' config.json); vocab 32128 = 32000 pieces + 100 extra ids,
+# padded to a multiple of 128 as the released models are.
+# ---------------------------------------------------------------------------------------------------
+
+PRESETS: Registry[dict] = Registry("preset")
+
+# Tests only: a few layers, width 32.
+PRESETS.add("tiny", dict(vocab_size=512, d_model=32, d_kv=8, d_ff=64, num_heads=4, num_encoder_layers=2,
+                         num_decoder_layers=2, dropout_rate=0.0, relative_attention_num_buckets=8,
+                         relative_attention_max_distance=16))
+# T5 1.0 small (paper Section 3.7, Table 14): 6+6 blocks, d_model 512, 8 heads, d_ff 2048; 60,506,624 params.
+PRESETS.add("t5-small", dict(d_model=512, d_kv=64, d_ff=2048, num_heads=8, num_encoder_layers=6,
+                             num_decoder_layers=6))
+# T5 1.0 base, the paper's baseline (Section 3.1.1): 12+12 blocks, 768, 12 heads of 64, d_ff 3072; ~220M.
+PRESETS.add("t5-base", dict(d_model=768, d_kv=64, d_ff=3072, num_heads=12, num_encoder_layers=12,
+                            num_decoder_layers=12))
+# T5 1.0 large (Section 3.7): 24+24 blocks, 1024, 16 heads of 64, d_ff 4096; ~738M.
+PRESETS.add("t5-large", dict(d_model=1024, d_kv=64, d_ff=4096, num_heads=16, num_encoder_layers=24,
+                             num_decoder_layers=24))
+# T5 1.1 (google-research/text-to-text-transfer-transformer, released_checkpoints.md): gated-GELU FFN,
+# untied embeddings, no dropout in pre-training (0.1 recommended for fine-tuning).
+PRESETS.add("t5.1.1-small", dict(d_model=512, d_kv=64, d_ff=1024, num_heads=6, num_encoder_layers=8,
+                                 num_decoder_layers=8, ffn="gated-gelu", tie_word_embeddings=False,
+                                 dropout_rate=0.0))
+PRESETS.add("t5.1.1-base", dict(d_model=768, d_kv=64, d_ff=2048, num_heads=12, num_encoder_layers=12,
+                                num_decoder_layers=12, ffn="gated-gelu", tie_word_embeddings=False,
+                                dropout_rate=0.0))
+PRESETS.add("t5.1.1-large", dict(d_model=1024, d_kv=64, d_ff=2816, num_heads=16, num_encoder_layers=24,
+                                 num_decoder_layers=24, ffn="gated-gelu", tie_word_embeddings=False,
+                                 dropout_rate=0.0))
+
+
+def preset_config(name: str, **overrides) -> ModelConfig:
+    """The preset ``name`` with ``overrides`` applied.
+
+    Choosing a decoder-only ``arch`` without giving ``num_encoder_layers`` drops the encoder: the stack
+    keeps the preset's decoder depth, as the paper's Table 2 LM rows do (L layers, P parameters).
+    """
+    check_fields(overrides)
+    values = {**PRESETS.get(name), **overrides}
+    if values.get("arch", "encoder_decoder") != "encoder_decoder" and "num_encoder_layers" not in overrides:
+        values["num_encoder_layers"] = 0
+    return ModelConfig(**values)
+
+
+__all__ = ["ModelConfig", "PRESETS", "preset_config", "ARCHITECTURES", "FFN_KINDS", "ATTENTION_BACKENDS",
+           "ConfigError"]
