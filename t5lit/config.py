@@ -113,10 +113,15 @@ def check_fields(d: dict) -> None:
 
 PRESETS: Registry[dict] = Registry("preset")
 
-# Tests only: a few layers, width 32.
-PRESETS.add("tiny", dict(vocab_size=512, d_model=32, d_kv=8, d_ff=64, num_heads=4, num_encoder_layers=2,
+# Tests only: a few layers, width 32. vocab 1152 = the built-in 1,000-piece vocabulary + 100 extra ids,
+# padded to a multiple of 128 as T5 pads 32,100 to 32,128.
+PRESETS.add("tiny", dict(vocab_size=1152, d_model=32, d_kv=8, d_ff=64, num_heads=4, num_encoder_layers=2,
                          num_decoder_layers=2, dropout_rate=0.0, relative_attention_num_buckets=8,
                          relative_attention_max_distance=16))
+# The quickstart and CPU sweeps ("scale: tiny"): 2+2 blocks of width 64, trains in minutes on 2 cores.
+PRESETS.add("mini", dict(vocab_size=1152, d_model=64, d_kv=16, d_ff=256, num_heads=4, num_encoder_layers=2,
+                         num_decoder_layers=2, dropout_rate=0.0, relative_attention_num_buckets=16,
+                         relative_attention_max_distance=64))
 # T5 1.0 small (paper Section 3.7, Table 14): 6+6 blocks, d_model 512, 8 heads, d_ff 2048; 60,506,624 params.
 PRESETS.add("t5-small", dict(d_model=512, d_kv=64, d_ff=2048, num_heads=8, num_encoder_layers=6,
                              num_decoder_layers=6))

@@ -1,0 +1,180 @@
+"""Callbacks: throughput and model FLOPs utilization, from analytic FLOP counts.
+
+FLOPs are counted as the matrix multiplications of one training step (forward x 3: the backward pass costs
+twice the forward), the convention of the PaLM paper's MFU (Chowdhery et al. 2022, appendix B): a
+multiply-add is 2 FLOPs; attention scores and the weighted sum cost 2 x 2 x q_len x kv_len x inner_dim per
+layer; embeddings lookups, norms, softmax and the relative bias are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+from t5lit.config import ModelConfig
+
+# Dense peak FLOP/s by device name fragment, from the vendors' data sheets (bf16/fp16 tensor cores,
+# no sparsity; fp32 entries for fp32 training). Matched against torch.cuda.get_device_name().
+PEAK_FLOPS_BF16 = {
+    "H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+    "A100": 312e12, "A10G": 125e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12, "V100": 125e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12,
+}
+PEAK_FLOPS_TF32 = {"H200": 494.5e12, "H100": 494.5e12, "A100": 156e12}
+
+
+def peak_flops(device: torch.device, precision: str, override: float | None = None) -> float | None:
+    """The device's dense peak FLOP/s for ``precision`` (Lightning's string), or ``override``."""
+    if override:
+        return float(override)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    table = PEAK_FLOPS_BF16 if ("16" in str(precision)) else PEAK_FLOPS_TF32
+    for fragment, value in table.items():
+        if fragment in name:
+            return value
+    return None
+
+
+def _stack_flops(cfg: ModelConfig, q_len: int, kv_len: int, layers: int, cross_len: int = 0) -> float:
+    """Forward matmul FLOPs of ``layers`` blocks for one sequence of ``q_len`` queries."""
+    d, inner = cfg.d_model, cfg.inner_dim
+    ffn_mats = 3 if cfg.ffn == "gated-gelu" else 2
+    per_token = 2 * (4 * d * inner) + 2 * ffn_mats * d * cfg.d_ff + 2 * 2 * kv_len * inner
+    if cross_len:
+        # q and o on the decoder token; k and v are projected once per encoder token (counted below).
+        per_token += 2 * (2 * d * inner) + 2 * 2 * cross_len * inner
+    total = per_token * q_len
+    if cross_len:
+        total += 2 * (2 * d * inner) * cross_len
+    return float(layers * total)
+
+
+def train_flops_per_example(cfg: ModelConfig, inputs_length: int, targets_length: int, causal_half: bool = False
+                            ) -> float:
+    """FLOPs of forward + backward for one row: encoder over ``inputs_length``, decoder over
+    ``targets_length`` (encoder-decoder) or one stack over the row of ``targets_length`` tokens
+    (decoder-only / prefix LM, where callers pass the concatenated length as targets_length and 0 inputs).
+
+    Attention is counted at full q_len x kv_len (the kernels compute it; ``causal_half`` halves the
+    self-attention score FLOPs instead, for kernels that skip masked blocks)."""
+    vocab = 2 * cfg.d_model * cfg.vocab_size * targets_length
+    if cfg.is_encoder_decoder:
+        enc = _stack_flops(cfg, inputs_length, inputs_length, cfg.num_encoder_layers)
+        dec_kv = targets_length // 2 if causal_half else targets_length
+        dec = _stack_flops(cfg, targets_length, dec_kv, cfg.num_decoder_layers, cross_len=inputs_length)
+        forward = enc + dec + vocab
+    else:
+        kv = targets_length // 2 if causal_half else targets_length
+        forward = _stack_flops(cfg, targets_length, kv, cfg.num_decoder_layers) + vocab
+    return 3.0 * forward
+
+
+class ThroughputMonitor(L.Callback):
+    """Logs ``perf/tokens_per_sec``, ``perf/examples_per_sec`` and ``perf/mfu`` every ``log_every`` steps.
+
+    Token counts come from the batch shapes (no host synchronisation); time is measured between optimizer
+    steps, so with CUDA's asynchronous queue the average over ``log_every`` steps is right while single
+    steps are not. The first ``warmup`` steps (compilation) are skipped."""
+
+    def __init__(self, log_every: int = 50, warmup: int = 2, peak_flops: float | None = None):
+        self.log_every, self.warmup, self.peak_override = log_every, warmup, peak_flops
+        self._t0: float | None = None
+        self._tokens = self._rows = 0
+        self._flops = 0.0
+        self._steps = 0
+        self._peak: float | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        self._peak = peak_flops(pl_module.device, str(trainer.precision), self.peak_override)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._steps += 1
+        if self._steps <= self.warmup:
+            self._t0 = time.perf_counter()
+            return
+        rows, in_len, tgt_len = pl_module.batch_geometry(batch)
+        self._rows += rows
+        self._tokens += rows * (in_len + tgt_len)
+        self._flops += rows * train_flops_per_example(pl_module.config, in_len, tgt_len)
+        if (self._steps - self.warmup) % self.log_every == 0 and self._t0 is not None:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize(pl_module.device)
+            dt = time.perf_counter() - self._t0
+            world = trainer.world_size
+            metrics = {"perf/tokens_per_sec": self._tokens * world / dt,
+                       "perf/examples_per_sec": self._rows * world / dt}
+            if self._peak:
+                metrics["perf/mfu"] = self._flops / dt / self._peak
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+            self._t0, self._tokens, self._rows, self._flops = time.perf_counter(), 0, 0, 0.0
+
+
+class NonFiniteLossGuard(L.Callback):
+    """Stops a run whose training loss is NaN or infinite, checked every ``every`` steps (one host sync
+    per check, not per step). Raises ``NonFiniteLoss`` so a sweep marks the trial failed with the reason."""
+
+    def __init__(self, every: int = 10):
+        self.every = every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every:
+            return
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss.detach()).item():
+            raise NonFiniteLoss(f"training loss became {loss.item()} at step {trainer.global_step}")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class BestPerTask(L.Callback):
+    """Tracks every validation's task metrics; keeps each task's best score and (optionally) checkpoint.
+
+    A task's score is the mean of its metrics (the paper averages a task's two metrics, e.g. MRPC F1 and
+    accuracy); the best validation checkpoint per task is what the paper reports (Section 3.1.3).
+    ``history`` maps task -> [(step, {metric: value})]; written to ``<dirpath>/scores.json`` atomically.
+    """
+
+    def __init__(self, dirpath: str, keep_checkpoints: bool = True):
+        self.dirpath = dirpath
+        self.keep = keep_checkpoints
+        self.history: dict[str, list] = {}
+        self.best: dict[str, dict] = {}
+
+    def state_dict(self):
+        return {"history": self.history, "best": self.best}
+
+    def load_state_dict(self, state):
+        self.history, self.best = state.get("history", {}), state.get("best", {})
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        import os
+
+        from t5lit.io import atomic_write_json
+
+        tasks: dict[str, dict[str, float]] = {}
+        for key, value in trainer.callback_metrics.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == "val":
+                tasks.setdefault(parts[1], {})[parts[2]] = float(value)
+        step = trainer.global_step
+        for task, metrics in tasks.items():
+            self.history.setdefault(task, []).append([step, metrics])
+            score = sum(metrics.values()) / len(metrics)
+            if task not in self.best or score > self.best[task]["score"]:
+                self.best[task] = {"score": score, "step": step, "metrics": metrics}
+                if self.keep and trainer.is_global_zero:
+                    path = os.path.join(self.dirpath, f"best-{task}.ckpt")
+                    trainer.save_checkpoint(path + ".tmp")
+                    os.replace(path + ".tmp", path)
+        if "val/loss" in trainer.callback_metrics:
+            self.history.setdefault("loss", []).append([step, {"loss": float(trainer.callback_metrics["val/loss"])}])
+        if trainer.is_global_zero:
+            atomic_write_json(os.path.join(self.dirpath, "scores.json"), self.state_dict())

@@ -1,0 +1,51 @@
+import pytest
+
+from t5lit.config import PRESETS, ModelConfig, preset_config
+from t5lit.registry import ConfigError, Registry
+
+
+def test_registry_duplicate_and_unknown():
+    reg = Registry("thing")
+    reg.add("span_corruption", 1)
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.add("span_corruption", 2)
+    with pytest.raises(ConfigError) as err:
+        reg.get("spn_corruption")
+    msg = str(err.value)
+    assert "did you mean 'span_corruption'" in msg and "valid: span_corruption" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"arch": "encdec"}, "unknown arch 'encdec'"),
+    ({"ffn": "swiglu"}, "unknown ffn 'swiglu'"),
+    ({"attention": "flash"}, "unknown attention 'flash'"),
+    ({"d_model": 0}, "ModelConfig.d_model must be a positive integer"),
+    ({"num_heads": -1}, "ModelConfig.num_heads"),
+    ({"dropout_rate": 1.5}, "ModelConfig.dropout_rate"),
+    ({"vocab_size": 50}, "ModelConfig.vocab_size must be >= 103"),
+    ({"num_encoder_layers": 0}, "num_encoder_layers must be >= 1 for arch='encoder_decoder'"),
+    ({"share_encoder_decoder": True, "num_decoder_layers": 3}, "share_encoder_decoder needs num_encoder_layers"),
+    ({"arch": "decoder_only"}, "num_encoder_layers must be 0 for arch='decoder_only'"),
+    ({"arch": "prefix_lm", "num_encoder_layers": 0, "share_encoder_decoder": True}, "needs an encoder"),
+])
+def test_impossible_configs_fail_in_one_line(changes, fragment):
+    with pytest.raises(ConfigError) as err:
+        ModelConfig().replace(**changes)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_field_names_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'd_model'"):
+        preset_config("t5-small", d_modle=3)
+
+
+def test_presets_and_decoder_only_drop_the_encoder():
+    assert {"tiny", "mini", "t5-small", "t5-base", "t5-large", "t5.1.1-small", "t5.1.1-base",
+            "t5.1.1-large"} <= set(PRESETS.names())
+    cfg = preset_config("t5-base", arch="prefix_lm")
+    assert cfg.num_encoder_layers == 0 and cfg.num_decoder_layers == 12
+    assert preset_config("t5.1.1-base").ffn == "gated-gelu"
+    assert not preset_config("t5.1.1-base").tie_word_embeddings
+    cfg = preset_config("tiny")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
