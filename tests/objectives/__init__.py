@@ -1,0 +1,1 @@
+"""Tests of t5lit.objectives: golden arrays, properties, lengths and errors."""
