@@ -41,10 +41,10 @@ def lightning_main(args: list[str]) -> None:
 
 def list_main(kind: str) -> None:
     if kind == "presets":
+        import torch
+
         from t5lit.config import PRESETS, preset_config
         from t5lit.model.architectures import build_model, count_parameters
-
-        import torch
 
         for name in PRESETS.names():
             cfg = preset_config(name)
@@ -83,6 +83,42 @@ def list_main(kind: str) -> None:
 LIST_KINDS = ("presets", "architectures", "objectives", "tasks", "mixtures", "corpora")
 
 
+def data_show(objective: str, text: str | None, params: list[str], inputs_length: int, vocab_spec: str,
+              seed: int) -> None:
+    """Print what an objective does to a text: pieces with sentinels visible, then every architecture's
+    features."""
+    import numpy as np
+
+    from t5lit.config import ARCHITECTURES
+    from t5lit.data.vocab import load_vocabulary
+    from t5lit.experiment import parse_cli_overrides
+    from t5lit.features import converter_for
+    from t5lit.objectives import get_objective, raw_length
+
+    kwargs = parse_cli_overrides(params)
+    vocab = load_vocabulary(vocab_spec)
+    text = text or ("Thank you for inviting me to your party last week. The food was delicious and the "
+                    "music kept everyone dancing until late.")
+    tokens = np.asarray(vocab.encode(text), dtype=np.int32)
+    raw, targets_length = raw_length(objective, inputs_length, **kwargs)
+    tokens = tokens[:raw]
+    example = get_objective(objective, **kwargs)(tokens, np.random.default_rng(seed), vocab)
+    print(f"objective {objective} {kwargs or ''}  raw chunk {len(tokens)} tokens (a full chunk is {raw}; "
+          f"inputs {inputs_length}, targets {targets_length})")
+    print("original:", " ".join(vocab.pieces(tokens.tolist())))
+    for key in ("inputs", "targets"):
+        print(f"{key + ':':9s}", " ".join(vocab.pieces(example[key].tolist())))
+    for arch in ARCHITECTURES:
+        conv = converter_for(arch, len(example["inputs"]), len(example["targets"]))
+        feats = conv([example])
+        print(f"\n[{arch}]")
+        for name, arr in feats.items():
+            row = arr[0]
+            shown = " ".join(vocab.pieces(row.tolist())) if name.endswith("tokens") else " ".join(
+                f"{v:g}" for v in row.tolist())
+            print(f"  {name:26s} {shown}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t5lit", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +126,58 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help="LightningCLI (see `t5lit fit --help`)", add_help=False)
     s = sub.add_parser("list", help="list the names a config may use")
     s.add_argument("kind", help=" | ".join(LIST_KINDS))
+
+    s = sub.add_parser("run", help="one experiment: pre-train -> fine-tune -> evaluate -> results.json")
+    s.add_argument("experiment", help="an experiment YAML, e.g. experiments/quickstart.yaml")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=100")
+    s.add_argument("--run-dir", default=None, help="run directory (default runs/<name>); reuse it to resume")
+
+    s = sub.add_parser("sweep", help="Optuna sweeps: run | report")
+    ss = s.add_subparsers(dest="sweep_command", required=True)
+    r = ss.add_parser("run", help="start workers on a sweep's study (re-run to continue after a crash)")
+    r.add_argument("sweep")
+    r.add_argument("--storage", default=None, help="an RDB URL (postgresql://...) shared by machines; "
+                   "default: a journal file beside the runs")
+    r.add_argument("--devices", default=None, help="GPU ids, e.g. 0,1,2,3: one worker per GPU group")
+    r.add_argument("--devices-per-trial", type=int, default=1)
+    r.add_argument("--workers", type=int, default=1, help="worker processes on CPU")
+    r.add_argument("--out", default="runs/sweeps", help="where run directories and the journal go")
+    r = ss.add_parser("report", help="the paper-style table, CSV, plots and TensorBoard text")
+    r.add_argument("sweep", nargs="?", default=None)
+    r.add_argument("--study", default=None)
+    r.add_argument("--storage", default=None)
+    r.add_argument("--out", default="runs/sweeps")
+
+    s = sub.add_parser("eval", help="score a checkpoint on a task or mixture")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--task", required=True)
+    s.add_argument("--data_dir", default=None)
+    s.add_argument("--vocab", default="builtin")
+    s.add_argument("--batch_size", type=int, default=32)
+    s.add_argument("--max_examples", type=int, default=None)
+    s.add_argument("--num_beams", type=int, default=None)
+
+    s = sub.add_parser("vocab", help="SentencePiece vocabularies")
+    vs = s.add_subparsers(dest="vocab_command", required=True)
+    r = vs.add_parser("train", help="train a unigram SentencePiece model with T5's conventions")
+    r.add_argument("--corpus", required=True)
+    r.add_argument("--size", type=int, required=True, help="number of SentencePiece pieces (T5: 32000)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--max-documents", type=int, default=200_000)
+
+    s = sub.add_parser("data", help="inspect the data pipeline")
+    ds = s.add_subparsers(dest="data_command", required=True)
+    r = ds.add_parser("show", help="what an objective does to a text, for every architecture")
+    r.add_argument("--objective", required=True)
+    r.add_argument("--text", default=None)
+    r.add_argument("--param", action="append", default=[], help="objective parameter, e.g. noise_density=0.5")
+    r.add_argument("--inputs-length", type=int, default=32)
+    r.add_argument("--vocab", default="builtin")
+    r.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("export-hf", help="write a checkpoint as a transformers T5ForConditionalGeneration dir")
+    s.add_argument("checkpoint")
+    s.add_argument("out_dir")
     return p
 
 
@@ -97,9 +185,44 @@ def dispatch(argv: list[str]) -> None:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         lightning_main(argv)
         return
-    ns, rest = build_parser().parse_known_args(argv)
+    ns = build_parser().parse_args(argv)
     if ns.command == "list":
         list_main(ns.kind)
+    elif ns.command == "run":
+        from t5lit.pipeline import run_cli
+
+        run_cli(ns.experiment, ns.overrides, ns.run_dir)
+    elif ns.command == "sweep":
+        sweep_main(ns)
+    elif ns.command == "eval":
+        from t5lit.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(ns.checkpoint, ns.task, data_dir=ns.data_dir, vocab=ns.vocab,
+                            batch_size=ns.batch_size, max_examples=ns.max_examples, num_beams=ns.num_beams)
+    elif ns.command == "vocab":
+        from itertools import islice
+
+        from t5lit.data.sources import iter_documents
+        from t5lit.data.vocab import train_vocabulary
+
+        vocab = train_vocabulary(islice(iter_documents(ns.corpus, "train"), ns.max_documents), ns.size, ns.out)
+        print(f"wrote {ns.out}: {vocab.vocab_size} ids ({ns.size} pieces + {vocab.num_extra_ids} extra ids)")
+    elif ns.command == "data":
+        data_show(ns.objective, ns.text, ns.param, ns.inputs_length, ns.vocab, ns.seed)
+    elif ns.command == "export-hf":
+        from t5lit.model.hf import export_lightning_checkpoint
+
+        export_lightning_checkpoint(ns.checkpoint, ns.out_dir)
+        print(f"wrote {ns.out_dir} (load it with T5ForConditionalGeneration.from_pretrained)")
+
+
+def sweep_main(ns) -> None:
+    from t5lit.sweep import report_cli, run_cli
+
+    if ns.sweep_command == "run":
+        run_cli(ns)
+    else:
+        report_cli(ns)
 
 
 def main(argv: list[str] | None = None) -> None:

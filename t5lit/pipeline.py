@@ -54,9 +54,24 @@ def _checkpointing(stage_dir: Path, every: int):
                            every_n_train_steps=every, save_on_train_epoch_end=False, auto_insert_metric_name=False)
 
 
+def model_overrides(model: dict) -> dict:
+    """The ModelConfig overrides of an experiment's ``model`` section, with ``depth_factor`` applied to the
+    preset's depths (Table 2's "6 layers" row is depth_factor 0.5 at every scale)."""
+    from t5lit.config import preset_config
+
+    overrides = dict(model.get("overrides") or {})
+    factor = float(model.get("depth_factor", 1.0))
+    if factor != 1.0:
+        cfg = preset_config(model["preset"], arch=model["arch"], **overrides)
+        for key in ("num_encoder_layers", "num_decoder_layers"):
+            depth = getattr(cfg, key)
+            overrides[key] = max(1, round(depth * factor)) if depth else 0
+    return overrides
+
+
 def _module_args(cfg: dict, stage: dict) -> dict:
     model = cfg["model"]
-    return dict(preset=model["preset"], arch=model["arch"], model_overrides=model.get("overrides") or {},
+    return dict(preset=model["preset"], arch=model["arch"], model_overrides=model_overrides(model),
                 optimizer=stage["optimizer"], lr=stage["lr"], schedule=stage["schedule"],
                 warmup_steps=stage["warmup_steps"], z_loss=stage.get("z_loss", 0.0))
 

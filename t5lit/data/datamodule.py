@@ -18,6 +18,8 @@ import json
 
 import lightning as L
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from t5lit.data.stream import BatchStream, ResumableMixin, StreamLoader, to_tensors
 from t5lit.features import converter_for, pad_rows, plan_packing
@@ -55,9 +57,10 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         self.save_hyperparameters()
         self.objective_fn = get_objective(objective, **(objective_params or {}))
         self.raw_length, self.targets_length = raw_length(objective, inputs_length, **(objective_params or {}))
-        loss_on_inputs = objective == "lm"
-        self.converter = converter_for(arch, inputs_length, self.targets_length, pack=False,
-                                       loss_on_inputs=loss_on_inputs)
+        # The LM objective has no inputs part: its whole row is targets, with the loss on all of it.
+        is_lm = objective == "lm"
+        self.converter = converter_for(arch, 0 if is_lm else inputs_length, self.targets_length, pack=False,
+                                       loss_on_inputs=is_lm)
         self.vocab = None
 
     def fingerprint(self) -> str:
@@ -99,21 +102,24 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         return self.objective_fn(tokens.chunk(chunk, self.raw_length), rng, self.vocab)
 
     def train_batch(self, epoch: int, batch: int) -> dict:
-        b = self.hparams.batch_size
-        order = np.random.default_rng((self.hparams.seed, epoch)).permutation(self.num_train_chunks)
-        chunks = order[batch * b:(batch + 1) * b]
-        return self.converter([self.example(self.train_tokens, int(c), epoch) for c in chunks])
+        b, seed = self.hparams.batch_size, self.hparams.seed
+        order = np.random.default_rng((seed, epoch)).permutation(self.num_train_chunks)
+        chunks = [int(c) for c in order[batch * b:(batch + 1) * b]]
+        # apply_batch is the vectorised path (same outputs as per-example calls, per-example RNGs).
+        tokens = np.stack([self.train_tokens.chunk(c, self.raw_length) for c in chunks])
+        rngs = [np.random.default_rng((seed, epoch, c)) for c in chunks]
+        return self.converter(self.objective_fn.apply_batch(tokens, rngs, self.vocab))
 
     def train_dataloader(self):
         stream = BatchStream(self.train_batch, lambda epoch: self.num_train_chunks // self.hparams.batch_size)
         return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
-                            pin_memory=True, persistent_workers=False)
+                            pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def val_dataloader(self):
         b, n = self.hparams.batch_size, self.num_val_examples
         examples = [self.example(self.val_tokens, self.val_offset + i, 0) for i in range(n)]
         batches = [to_tensors(self.converter(examples[i:i + b])) for i in range(0, n, b)]
-        return batches  # a list of ready batches is a valid Lightning dataloader
+        return DataLoader(batches, batch_size=None)  # ready-made batches, in order
 
 
 class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
@@ -214,7 +220,11 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         b = self.hparams.batch_size
         picked = rows[batch * b:(batch + 1) * b]
         examples = [self.train[stream[k][0]][stream[k][1]] for row in picked for k in row]
-        out = self.converter(examples)
+        local, start = [], 0
+        for row in picked:  # the plan's rows, renumbered over this batch's examples
+            local.append(list(range(start, start + len(row))))
+            start += len(row)
+        out = self.converter(examples, rows=local) if self.hparams.pack else self.converter(examples)
         return pad_rows(out, b)
 
     def train_dataloader(self):
@@ -239,7 +249,7 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
                 feats.update(inputs=inputs, task_index=np.full(len(part), ti, np.int64),
                              example_index=np.arange(start, start + len(part), dtype=np.int64))
                 batches.append(to_tensors(feats))
-        return batches
+        return DataLoader(batches, batch_size=None)
 
     def score_predictions(self, task_idx: list[int], example_idx: list[int], preds: list[list[int]]
                           ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:

@@ -52,10 +52,14 @@ class BatchStream(IterableDataset):
         return max(self.local_batches() - self.start, 0)
 
     def __iter__(self):
+        # The position is read now, not at the first next(): a later len() must not move it.
+        return self._batches(self.epoch, self.start, self.rank, self.world, self.local_batches())
+
+    def _batches(self, epoch: int, start: int, rank: int, world: int, stop: int):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for local in range(self.start + worker, self.local_batches(), workers):
-            yield to_tensors(self.make_batch(self.epoch, local * self.world + self.rank))
+        for local in range(start + worker, stop, workers):
+            yield to_tensors(self.make_batch(epoch, local * world + rank))
 
 
 class StreamLoader(DataLoader):
@@ -73,8 +77,8 @@ class StreamLoader(DataLoader):
 
     def __len__(self) -> int:
         stream: BatchStream = self.dataset  # type: ignore[assignment]
-        stream.epoch, stream.start, stream.rank, stream.world = self._position(False)
-        return len(stream)
+        epoch, start, _, world = self._position(False)
+        return max(stream.num_batches(epoch) // world - start, 0)
 
 
 class ResumableMixin:

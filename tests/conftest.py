@@ -1,0 +1,25 @@
+"""Shared test setup: a per-session cache directory (vocabularies, token caches) so tests never touch the
+user's ~/.cache and every CI run starts clean; one torch thread for determinism and fair sharing."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    import tempfile
+
+    os.environ.setdefault("T5LIT_CACHE", tempfile.mkdtemp(prefix="t5lit-test-cache-"))
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data samples not found at {SHARED_DATA}")
+    return SHARED_DATA
