@@ -75,7 +75,7 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         from t5lit.data.vocab import load_vocabulary
 
         hp = self.hparams
-        self.vocab = load_vocabulary(hp.vocab)
+        self.vocab = load_vocabulary(hp.vocab, cache_dir=hp.cache_dir)
         model_vocab = getattr(getattr(self.trainer, "lightning_module", None), "config", None)
         if model_vocab is not None and self.vocab.vocab_size > model_vocab.vocab_size:
             raise ConfigError(f"vocabulary has {self.vocab.vocab_size} ids but the model's vocab_size is "
@@ -256,7 +256,8 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         """Decode and score the validation predictions; returns (scores per task, sample text per task)."""
         by_task: dict[int, dict[int, str]] = {}
         for t, e, p in zip(task_idx, example_idx, preds):
-            by_task.setdefault(t, {})[e] = self.vocab.decode(p)
+            # Ids in the model's padding above the vocabulary decode to nothing (garbage scores as wrong).
+            by_task.setdefault(t, {})[e] = self.vocab.decode([i for i in p if i < self.vocab.vocab_size])
         scores, samples = {}, {}
         for t, decoded in by_task.items():
             task = self.tasks[t]
