@@ -1,0 +1,263 @@
+"""The paper's architectures (Section 3.2.1, Table 2) as thin classes over the one ``Stack``.
+
+    EncoderDecoder   encoder (fully visible) + causal decoder with cross-attention; optionally shared
+    DecoderOnly      one causal stack over inputs + targets (a language model)
+    PrefixLM         one stack, fully visible over the inputs part, causal over the targets
+
+Each maps the model features of DESIGN.md (seqio's names) to stack calls, and exposes the same decoding
+interface for ``generate``: ``begin_decoding(inputs) -> (logits (B, V), cache)`` and
+``decode_step(tokens (B,), cache) -> logits (B, V)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from t5lit.config import ModelConfig
+from t5lit.model.layers import init_weights
+from t5lit.model.stack import SeqInfo, Stack, StackCache
+from t5lit.registry import ConfigError
+
+# Features of the data contract the model accepts but does not read (the loss uses them).
+IGNORED_FEATURES = ("decoder_target_tokens", "decoder_loss_weights")
+_PACKING = {"encoder": ("encoder_segment_ids", "encoder_positions"),
+            "decoder": ("decoder_segment_ids", "decoder_positions")}
+
+
+class _Model(nn.Module):
+    """Embedding, output layer, input checks and initialisation shared by the architectures."""
+
+    arch: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.arch != self.arch:
+            raise ConfigError(f"{type(self).__name__} needs arch={self.arch!r}, got arch={cfg.arch!r}; "
+                              "use build_model(cfg) to pick the class")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout_rate)
+
+    def init_weights(self) -> None:
+        """transformers' T5 initialisation: embedding and untied head N(0, factor^2), the rest per layer."""
+        f = self.cfg.initializer_factor
+        with torch.no_grad():
+            self.embed.weight.normal_(0.0, f * 1.0)
+            if not self.cfg.tie_word_embeddings:
+                self.lm_head.weight.normal_(0.0, f * 1.0)
+        for module in self.modules():
+            init_weights(module, self.cfg)
+
+    def embed_tokens(self, tokens: Tensor) -> Tensor:  # (B, T) -> (B, T, D)
+        return self.dropout(self.embed(tokens.long()))
+
+    def logits(self, h: Tensor) -> Tensor:  # (B, T, D) -> (B, T, V)
+        if self.cfg.tie_word_embeddings:
+            # Mesh TensorFlow rescales before the tied output layer (T5 1.0)
+            return F.linear(h * self.cfg.d_model ** -0.5, self.embed.weight)
+        return self.lm_head(h)
+
+    # ------------------------------------------------------------------------------------- input checks
+    def check_features(self, features: Mapping[str, Tensor]) -> None:
+        """One-line ConfigError for a missing/extra feature, a non-integer or mis-shaped array, a bad token id."""
+        valid = self.required + self.optional
+        for name in features:
+            if name not in valid and name not in IGNORED_FEATURES:
+                raise ConfigError(f"feature {name!r} is not used by arch={self.arch!r}; it takes: {', '.join(valid)}")
+        for name in self.required:
+            if name not in features:
+                raise ConfigError(f"arch={self.arch!r} needs feature {name!r} (got: {', '.join(features) or 'none'})")
+        for name in valid:
+            t = features.get(name)
+            if t is None:
+                continue
+            if not isinstance(t, Tensor) or t.is_floating_point() or t.is_complex() or t.dim() != 2:
+                raise ConfigError(f"feature {name!r} must be a 2-D integer tensor (batch, length), got "
+                                  f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+            side = "encoder_input_tokens" if name.startswith("encoder_") else "decoder_input_tokens"
+            if t.shape != features[side].shape:
+                raise ConfigError(f"feature {name!r} has shape {tuple(t.shape)} but {side!r} has "
+                                  f"{tuple(features[side].shape)}; they must match")
+        if "encoder_input_tokens" in features:
+            enc, dec = features["encoder_input_tokens"], features["decoder_input_tokens"]
+            if enc.shape[0] != dec.shape[0]:
+                raise ConfigError(f"encoder_input_tokens has batch size {enc.shape[0]} but decoder_input_tokens "
+                                  f"has {dec.shape[0]}; they must match")
+        for seg, pos in _PACKING.values():
+            if seg in features and pos not in features:
+                raise ConfigError(f"feature {seg!r} (packing) needs {pos!r} too")
+        packed = ("encoder_segment_ids" in features, "decoder_segment_ids" in features)
+        if self.arch == "encoder_decoder" and packed[0] != packed[1]:
+            raise ConfigError("packed encoder-decoder features need both encoder_segment_ids and decoder_segment_ids")
+        for name in ("encoder_input_tokens", "decoder_input_tokens"):
+            if name in features:
+                self.check_token_ids(name, features[name])
+
+    def check_token_ids(self, name: str, t: Tensor) -> None:
+        """One-line ConfigError when ``t`` holds an id outside 0..vocab_size-1 (skipped while compiling)."""
+        if not isinstance(t, Tensor) or t.is_floating_point() or t.is_complex() or t.dim() != 2:
+            raise ConfigError(f"{name} must be a 2-D integer tensor (batch, length), got "
+                              f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+        if torch.compiler.is_compiling() or t.numel() == 0:  # value checks would break the graph
+            return
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            raise ConfigError(f"{name} holds token id {lo if lo < 0 else hi}; valid ids are "
+                              f"0..{self.cfg.vocab_size - 1} (vocab_size {self.cfg.vocab_size})")
+
+    def seq_info(self, features: Mapping[str, Tensor], side: str, mask_pad_tokens: bool) -> SeqInfo:
+        """Attention metadata of one side from its features (packed or not); see ``SeqInfo``."""
+        tokens = features[f"{side}_input_tokens"]  # (B, T)
+        seg_name, pos_name = _PACKING[side]
+        B, T = tokens.shape
+        prefix = None
+        if self.arch == "prefix_lm" and side == "decoder":
+            prefix = features["decoder_causal_attention"] != 0
+        if seg_name in features:
+            # packing: segment 0 is padding, which attends only to padding (finite, and never seen by real rows)
+            segments = features[seg_name].long()
+            key_ok = torch.ones_like(tokens, dtype=torch.bool)
+        else:
+            segments = torch.ones_like(tokens, dtype=torch.long)
+            key_ok = tokens != 0 if mask_pad_tokens else torch.ones_like(tokens, dtype=torch.bool)
+        if pos_name in features:
+            positions = features[pos_name].long()
+        else:
+            positions = torch.arange(T, device=tokens.device)[None]  # (1, T), shared by every row
+        return SeqInfo(segments, positions, key_ok, prefix)
+
+    def decode_step(self, tokens: Tensor, cache: StackCache) -> Tensor:
+        """tokens (B,) at the next position of every row -> logits (B, V) for the position after it."""
+        past = cache.past
+        B = tokens.shape[0]
+        last = past.positions.expand(B, -1)[:, -1:]  # (B, 1)
+        seq = SeqInfo(torch.ones(B, 1, dtype=torch.long, device=tokens.device), last + 1,
+                      torch.ones(B, 1, dtype=torch.bool, device=tokens.device),
+                      None if past.prefix is None else torch.zeros(B, 1, dtype=torch.bool, device=tokens.device))
+        h = self.decoder(self.embed_tokens(tokens[:, None]), seq, cache=cache)  # (B, 1, D)
+        return self.logits(h)[:, -1]
+
+
+class EncoderDecoder(_Model):
+    """Encoder + decoder (Table 2 rows 1-2); ``share_encoder_decoder`` makes decoder block i reuse encoder block
+    i's self-attention, FFN and their norms (the same module objects), keeping its own cross-attention and
+    norm. The two stacks keep their own relative-bias tables, since their bucketing differs."""
+
+    arch = "encoder_decoder"
+    required = ("encoder_input_tokens", "decoder_input_tokens")
+    optional = ("encoder_segment_ids", "encoder_positions", "decoder_segment_ids", "decoder_positions")
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.encoder = Stack(cfg, cfg.num_encoder_layers, causal=False, cross_attention=False, bidirectional_bias=True)
+        self.decoder = Stack(cfg, cfg.num_decoder_layers, causal=True, cross_attention=True, bidirectional_bias=False)
+        if cfg.share_encoder_decoder:
+            for enc, dec in zip(self.encoder.layers, self.decoder.layers, strict=True):
+                dec.self_attn_norm, dec.self_attn = enc.self_attn_norm, enc.self_attn
+                dec.ffn_norm, dec.ffn = enc.ffn_norm, enc.ffn
+        self.init_weights()
+
+    def forward(self, features: Mapping[str, Tensor]) -> Tensor:
+        """Model features -> logits (B, T_dec, V)."""
+        self.check_features(features)
+        enc_seq = self.seq_info(features, "encoder", mask_pad_tokens=True)
+        memory = self.encoder(self.embed_tokens(features["encoder_input_tokens"]), enc_seq)  # (B, T_enc, D)
+        dec_seq = self.seq_info(features, "decoder", mask_pad_tokens=False)
+        h = self.decoder(self.embed_tokens(features["decoder_input_tokens"]), dec_seq, memory, enc_seq)
+        return self.logits(h)
+
+    def begin_decoding(self, inputs: Tensor) -> tuple[Tensor, StackCache]:
+        """inputs (B, L) right-padded with 0 -> (logits (B, V) of the first target token, cache).
+
+        Encodes once; the decoder starts from token 0 at position 0 (targets shifted right).
+        """
+        self.check_token_ids("inputs", inputs)
+        enc_seq = self.seq_info({"encoder_input_tokens": inputs}, "encoder", mask_pad_tokens=True)
+        memory = self.encoder(self.embed_tokens(inputs), enc_seq)
+        B = inputs.shape[0]
+        start = torch.zeros(B, 1, dtype=torch.long, device=inputs.device)
+        seq = SeqInfo(torch.ones_like(start), torch.zeros_like(start), torch.ones_like(start, dtype=torch.bool))
+        cache = StackCache()
+        h = self.decoder(self.embed_tokens(start), seq, memory, enc_seq, cache=cache)
+        return self.logits(h)[:, -1], cache
+
+
+class DecoderOnly(_Model):
+    """A causal language model over inputs + targets shifted right (Table 2 "LM" rows)."""
+
+    arch = "decoder_only"
+    required = ("decoder_input_tokens",)
+    optional = ("decoder_segment_ids", "decoder_positions")
+    bidirectional_bias = False
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        # Prefix LM: bidirectional buckets, since in the fully visible prefix keys after the query exist.
+        self.decoder = Stack(cfg, cfg.num_decoder_layers, causal=True, cross_attention=False,
+                             bidirectional_bias=self.bidirectional_bias)
+        self.init_weights()
+
+    def forward(self, features: Mapping[str, Tensor]) -> Tensor:
+        """Model features -> logits (B, T, V)."""
+        self.check_features(features)
+        seq = self.seq_info(features, "decoder", mask_pad_tokens=False)
+        return self.logits(self.decoder(self.embed_tokens(features["decoder_input_tokens"]), seq))
+
+    def begin_decoding(self, inputs: Tensor) -> tuple[Tensor, StackCache]:
+        """inputs (B, L) right-padded with 0 -> (logits (B, V) of the first target token, cache).
+
+        Feeds [0, in_1 .. in_n] as the feature converters do (inputs + targets shifted right), LEFT-aligned to
+        the longest row so every row's next token sits at the same index: pads get segment 0, which real
+        positions never attend to, and positions count from each row's own start, so a row decodes exactly
+        as it would alone. E.g. inputs [[5, 6], [7, 0]] -> tokens [[0, 5, 6], [0, 0, 7]], segments
+        [[1, 1, 1], [0, 1, 1]], positions [[0, 1, 2], [0, 0, 1]].
+        """
+        self.check_token_ids("inputs", inputs)
+        B, L = inputs.shape
+        device = inputs.device
+        lengths = (inputs != 0).sum(1)  # (B,)
+        P = int(lengths.max()) + 1 if B else 1  # prefix length: start token + longest input
+        idx = torch.arange(P, device=device)[None]  # (1, P)
+        pad = (P - 1 - lengths)[:, None]  # (B, 1) left pads per row
+        src = (idx - pad - 1).clamp(min=0)  # index into inputs of each prefix slot
+        tokens = torch.where(idx > pad, inputs.long().gather(1, src.clamp(max=L - 1)), 0)  # (B, P)
+        real = idx >= pad  # (B, P): the start token and the inputs
+        seq = SeqInfo(real.long(), (idx - pad).clamp(min=0), torch.ones_like(real),
+                      real if self.arch == "prefix_lm" else None)
+        cache = StackCache()
+        h = self.decoder(self.embed_tokens(tokens), seq, cache=cache)
+        return self.logits(h)[:, -1], cache
+
+
+class PrefixLM(DecoderOnly):
+    """Decoder-only with a fully visible prefix: allowed(i, j) = j <= i or (prefix[i] and prefix[j]), within a
+    segment, where prefix = decoder_causal_attention (Section 3.2.1, Table 2 "Prefix LM" rows)."""
+
+    arch = "prefix_lm"
+    required = ("decoder_input_tokens", "decoder_causal_attention")
+    bidirectional_bias = True
+
+
+ARCHITECTURES: dict[str, type[_Model]] = {
+    "encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly, "prefix_lm": PrefixLM}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The architecture named by ``cfg.arch``, freshly initialised (T5's initialisation)."""
+    return ARCHITECTURES[cfg.arch](cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of unique parameters (tied embeddings and shared encoder/decoder blocks counted once)."""
+    return sum(p.numel() for p in model.parameters())  # parameters() already skips repeated tensors
+
+
+__all__ = ["EncoderDecoder", "DecoderOnly", "PrefixLM", "build_model", "count_parameters", "ARCHITECTURES"]

@@ -1,0 +1,211 @@
+"""The one transformer stack of every architecture (paper Section 3.1.1, 3.2.1, Table 2).
+
+A stack is pre-norm blocks (self-attention, optional cross-attention, FFN), each sub-layer
+``x + dropout(sublayer(norm(x)))``, then a final RMS norm and dropout. It owns the relative position bias
+table: the bias is computed once per pass and shared by all its layers (T5). Flags fix its kind:
+
+    encoder                causal=False, cross_attention=False, bidirectional buckets
+    enc-dec decoder        causal=True,  cross_attention=True,  unidirectional buckets
+    decoder-only LM        causal=True,  cross_attention=False, unidirectional buckets
+    prefix LM              causal=True,  prefix visible,        bidirectional buckets
+
+Incremental decoding: ``forward(..., cache=StackCache)`` appends the new keys/values of every layer to the
+cache and attends over everything cached so far; cross-attention keys/values are projected once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from t5lit.config import ModelConfig
+from t5lit.model.layers import (
+    Attention,
+    FeedForward,
+    FlexMaskSpec,
+    RelativePositionBias,
+    RMSNorm,
+    check_flex_device,
+    flex_block_mask,
+)
+
+
+@dataclass
+class SeqInfo:
+    """Per-token attention metadata of one sequence batch.
+
+    segment_ids (B, T) long: attention only within a segment (all ones when unpacked, 0 = packing padding);
+    positions (B|1, T) long: positions for the relative bias (restart at 0 in each packed segment);
+    key_ok (B, T) bool: False for padding keys (unpacked encoder: token 0); prefix (B, T) bool or None:
+    prefix LM's fully visible part (decoder_causal_attention == 1).
+    """
+
+    segment_ids: Tensor
+    positions: Tensor
+    key_ok: Tensor
+    prefix: Tensor | None = None
+
+    def cat(self, new: SeqInfo) -> SeqInfo:
+        """This (past) metadata followed by ``new`` along time."""
+        B = self.segment_ids.shape[0]
+        prefix = None
+        if self.prefix is not None:
+            prefix = torch.cat([self.prefix, new.prefix], 1)
+        return SeqInfo(torch.cat([self.segment_ids, new.segment_ids], 1),
+                       torch.cat([self.positions.expand(B, -1), new.positions.expand(B, -1)], 1),
+                       torch.cat([self.key_ok, new.key_ok], 1), prefix)
+
+    def select(self, index: Tensor) -> SeqInfo:
+        """Rows ``index`` (beam search reorders and repeats rows)."""
+        B = self.segment_ids.shape[0]
+        return SeqInfo(self.segment_ids[index], self.positions.expand(B, -1)[index], self.key_ok[index],
+                       None if self.prefix is None else self.prefix[index])
+
+
+def self_attention_allowed(q: SeqInfo, k: SeqInfo, q_start: int, causal: bool) -> Tensor:
+    """(B, 1, Tq, Tk) bool: may query i (absolute index q_start + i) attend key j?
+
+    allowed(i, j) = key_ok[j] and seg[i] == seg[j] and (not causal or j <= i or (prefix[i] and prefix[j])).
+    E.g. prefix LM, prefix flags [1, 1, 0], one segment -> rows [[1, 1, 0], [1, 1, 0], [1, 1, 1]].
+    """
+    Tq, Tk = q.segment_ids.shape[1], k.segment_ids.shape[1]
+    allowed = k.key_ok[:, None, :] & (q.segment_ids[:, :, None] == k.segment_ids[:, None, :])  # (B, Tq, Tk)
+    if causal:
+        device = q.segment_ids.device
+        visible = (torch.arange(Tk, device=device)[None, :]
+                   <= torch.arange(q_start, q_start + Tq, device=device)[:, None])[None]  # (1, Tq, Tk)
+        if q.prefix is not None:
+            visible = visible | (q.prefix[:, :, None] & k.prefix[:, None, :])
+        allowed = allowed & visible
+    return allowed[:, None]
+
+
+def cross_attention_allowed(q: SeqInfo, memory: SeqInfo) -> Tensor:
+    """(B, 1, Tq, Tenc) bool: decoder segment s sees only encoder segment s, never padding keys."""
+    return (memory.key_ok[:, None, :] & (q.segment_ids[:, :, None] == memory.segment_ids[:, None, :]))[:, None]
+
+
+@dataclass
+class StackCache:
+    """Keys/values of every past position, per layer, plus what is needed to mask and bias new queries."""
+
+    past: SeqInfo | None = None  # metadata of the cached positions
+    self_kv: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per layer: (B, H, Tpast, dk) x 2
+    memory: SeqInfo | None = None  # encoder-decoder: the encoder's metadata
+    cross_kv: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # per layer: (B, H, Tenc, dk) x 2
+    memory_states: Tensor | None = None  # encoder output (B, Tenc, D) until cross_kv is projected
+
+    @property
+    def length(self) -> int:
+        return 0 if self.past is None else self.past.segment_ids.shape[1]
+
+    def select(self, index: Tensor) -> StackCache:
+        """The cache of rows ``index`` (B',) long: reorders beams, or repeats each row num_beams times."""
+        return replace(
+            self,
+            past=None if self.past is None else self.past.select(index),
+            self_kv=[(k[index], v[index]) for k, v in self.self_kv],
+            memory=None if self.memory is None else self.memory.select(index),
+            cross_kv=[(k[index], v[index]) for k, v in self.cross_kv],
+            memory_states=None if self.memory_states is None else self.memory_states[index])
+
+
+class Block(nn.Module):
+    """One pre-norm layer: self-attention, optional cross-attention, feed-forward; each a residual branch."""
+
+    def __init__(self, cfg: ModelConfig, cross_attention: bool):
+        super().__init__()
+        self.self_attn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.self_attn = Attention(cfg)
+        if cross_attention:
+            self.cross_attn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+            self.cross_attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.ffn = FeedForward(cfg)
+        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.has_cross = cross_attention
+
+    def forward(self, x: Tensor, *, bias: Tensor, allowed: Tensor | None, block_mask=None,
+                past_kv: tuple[Tensor, Tensor] | None = None, memory_kv: tuple[Tensor, Tensor] | None = None,
+                cross_allowed: Tensor | None = None, cross_block_mask=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x (B, T, D) -> (B, T, D), and this layer's self-attention keys/values including the past."""
+        h = self.self_attn_norm(x)
+        k, v = self.self_attn.project_kv(h)  # (B, H, T, dk)
+        if past_kv is not None:
+            k, v = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)  # (B, H, Tpast + T, dk)
+        x = x + self.dropout(self.self_attn(h, (k, v), bias, allowed, block_mask))
+        if self.has_cross:
+            # T5's cross-attention has no position bias (Section 3.1.1: only self-attention is position-aware).
+            x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory_kv, None, cross_allowed,
+                                                 cross_block_mask))
+        x = x + self.dropout(self.ffn(self.ffn_norm(x)))
+        return x, (k, v)
+
+
+class Stack(nn.Module):
+    """Pre-norm blocks + final norm over already-embedded tokens; see the module docstring for the flags."""
+
+    def __init__(self, cfg: ModelConfig, num_layers: int, *, causal: bool, cross_attention: bool,
+                 bidirectional_bias: bool):
+        super().__init__()
+        self.causal, self.cross_attention, self.backend = causal, cross_attention, cfg.attention
+        self.rel_bias = RelativePositionBias(cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance,
+                                             cfg.num_heads, bidirectional_bias)
+        self.layers = nn.ModuleList(Block(cfg, cross_attention) for _ in range(num_layers))
+        self.final_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dropout = nn.Dropout(cfg.dropout_rate)
+
+    def forward(self, x: Tensor, seq: SeqInfo, memory: Tensor | None = None, memory_seq: SeqInfo | None = None,
+                cache: StackCache | None = None) -> Tensor:
+        """x (B, T, D) embedded (and dropped-out) tokens -> hidden states (B, T, D).
+
+        memory (B, Tenc, D) / memory_seq: the encoder output, for a stack with cross-attention (with a cache,
+        given once, on the first call). cache: incremental decoding; ``seq`` then describes only the new
+        positions, and the cache is updated in place.
+        """
+        if self.cross_attention and memory is None and (cache is None or cache.memory is None):
+            raise ValueError("a stack with cross-attention needs the encoder output (memory)")
+        past = None if cache is None else cache.past
+        keys = seq if past is None else past.cat(seq)  # metadata of all keys (B, Tpast + T)
+        q_start = 0 if past is None else past.segment_ids.shape[1]
+        # bidirectional or not is fixed by the table; one bias for all layers (B|1, H, T, Tpast + T)
+        bias = self.rel_bias(seq.positions, keys.positions)
+
+        if cache is not None and memory is not None:
+            cache.memory, cache.memory_states = memory_seq, memory
+        if cache is not None and cache.memory is not None:
+            memory_seq = cache.memory
+
+        use_flex = self.backend == "flex" and cache is None  # incremental steps use sdpa (one query row)
+        allowed = cross_allowed = block_mask = cross_block_mask = None
+        if use_flex:
+            check_flex_device(x)
+            block_mask = flex_block_mask(FlexMaskSpec(seq.segment_ids, keys.segment_ids, keys.key_ok, self.causal,
+                                                      seq.prefix, keys.prefix))
+            if self.cross_attention:
+                cross_block_mask = flex_block_mask(FlexMaskSpec(seq.segment_ids, memory_seq.segment_ids,
+                                                                memory_seq.key_ok, causal=False))
+        else:
+            allowed = self_attention_allowed(seq, keys, q_start, self.causal)  # (B, 1, T, Tpast + T)
+            if self.cross_attention:
+                cross_allowed = cross_attention_allowed(seq, memory_seq)  # (B, 1, T, Tenc)
+
+        new_kv = []
+        for i, layer in enumerate(self.layers):
+            memory_kv = None
+            if self.cross_attention:
+                if cache is None:
+                    memory_kv = layer.cross_attn.project_kv(memory)
+                else:
+                    if len(cache.cross_kv) <= i:  # first call: project the encoder output once per layer
+                        cache.cross_kv.append(layer.cross_attn.project_kv(cache.memory_states))
+                    memory_kv = cache.cross_kv[i]
+            past_kv = cache.self_kv[i] if cache is not None and past is not None else None
+            x, kv = layer(x, bias=bias, allowed=allowed, block_mask=block_mask, past_kv=past_kv,
+                          memory_kv=memory_kv, cross_allowed=cross_allowed, cross_block_mask=cross_block_mask)
+            new_kv.append(kv)
+        if cache is not None:
+            cache.past, cache.self_kv, cache.memory_states = keys, new_kv, None
+        return self.dropout(self.final_norm(x))
