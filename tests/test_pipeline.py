@@ -1,0 +1,40 @@
+"""One experiment end to end: pre-train -> fine-tune -> evaluate -> results.json, and resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from t5lit.experiment import load_experiment
+from t5lit.pipeline import model_overrides, run_experiment, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_depth_factor_halves_the_preset():
+    over = model_overrides({"preset": "t5-base", "arch": "encoder_decoder", "depth_factor": 0.5, "overrides": {}})
+    assert over == {"num_encoder_layers": 6, "num_decoder_layers": 6}
+    over = model_overrides({"preset": "t5-base", "arch": "prefix_lm", "depth_factor": 0.5, "overrides": {}})
+    assert over == {"num_encoder_layers": 0, "num_decoder_layers": 6}
+
+
+def test_summary_columns():
+    scores = {"squad": {"exact_match": 80.0, "f1": 88.0}, "builtin_kind": {"accuracy": 50.0, "f1": 40.0}}
+    assert summarize(scores, ["squad", "builtin_kind"]) == {"SQuAD": 80.0, "builtin_kind": 45.0}
+
+
+@pytest.mark.slow
+def test_debug_run_end_to_end_and_resume(tmp_path):
+    cfg = load_experiment(REPO / "experiments" / "debug_run.yaml")
+    results = run_experiment(cfg, tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "complete" and saved["summary"] == results["summary"]
+    assert "builtin_kind" in saved["scores"] and "builtin_kind" in saved["summary"]
+    assert {"accuracy"} <= set(saved["scores"]["builtin_kind"])
+    assert (tmp_path / "pretrain" / "done.json").exists()
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    # Started again, every stage is done: nothing is retrained and the results are the same.
+    mtime = (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime
+    again = run_experiment(cfg, tmp_path)
+    assert again["scores"] == results["scores"]
+    assert (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime == mtime
