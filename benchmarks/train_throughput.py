@@ -76,8 +76,9 @@ def measure(a) -> dict:
     cfg = build_config(a)
     arch = a.which if a.which != "hf" else "encoder_decoder"
     if a.which == "hf":
-        from t5lit.model.hf import config_to_hf
         from transformers import T5ForConditionalGeneration
+
+        from t5lit.model.hf import config_to_hf
 
         model = T5ForConditionalGeneration(config_to_hf(cfg)).to(device)
 

@@ -15,7 +15,7 @@ def write(path: Path, data: dict) -> Path:
 
 
 def test_base_chain_scale_and_override_precedence(tmp_path):
-    root = write(tmp_path / "root.yaml", {"model": {"preset": "t5-base", "overrides": {}},
+    write(tmp_path / "root.yaml", {"model": {"preset": "t5-base", "overrides": {}},
                                           "pretrain": {"steps": 1000, "batch_size": 128, "checkpoint_every": 5},
                                           "finetune": {"steps": 10, "batch_size": 8, "eval_every": 5}})
     write(tmp_path / "child.yaml", {"base": "root.yaml", "scale": "small", "finetune": {"steps": 7}})
