@@ -1,0 +1,85 @@
+"""The paper-style report on a hand-made study: means ± std over seeds, bold by the 2-std rule, ★ on the
+baseline, failures shown, CSV / PNG / TensorBoard files written."""
+
+import csv
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from t5lit.registry import ConfigError
+from t5lit.sweep.report import Variant, bold_cells, write_report
+from t5lit.sweep.study import StudyStorage, default_storage
+
+
+def hand_made(tmp_path, name, rows: dict[str, list], baseline="base", columns=()):
+    """rows: {row: [summary per seed, or None for a NaN failure]}."""
+    store = StudyStorage(default_storage(tmp_path, name))
+    study = optuna.create_study(study_name=name, storage=store.storage, direction="maximize")
+    seeds = max(len(v) for v in rows.values())
+    study.set_user_attr("sweep", {"kind": "grid", "rows": list(rows), "baseline": baseline, "seeds": list(range(seeds)),
+                                  "columns": list(columns), "direction": "maximize", "total": len(rows) * seeds})
+    for row, runs in rows.items():
+        for seed, summary in enumerate(runs):
+            attrs = {"job": f"{row}-seed{seed}", "row": row, "seed": seed}
+            if summary is None:
+                failed = {**attrs, "failure": "TrialFailed: NaN"}
+                study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=failed))
+            else:
+                curves = {"loss": [[10, 3.0 - seed], [20, 2.0 - seed]], "toy": [[10, 50.0], [20, 60.0]]}
+                study.add_trial(create_trial(state=TrialState.COMPLETE, value=sum(summary.values()),
+                                             user_attrs={**attrs, "summary": summary, "val_curves": curves}))
+    return study
+
+
+def test_two_std_rule_star_and_files(tmp_path):
+    hand_made(tmp_path, "t", {
+        "base": [{"GLUE": 80.0, "SQuAD": 70.0}, {"GLUE": 82.0, "SQuAD": 72.0}],   # std 1.41 on both
+        "close": [{"GLUE": 79.0, "SQuAD": 75.0}, {"GLUE": 80.0, "SQuAD": 76.0}],  # 79.5 >= 81 - 2.83: bold
+        "far": [{"GLUE": 75.0, "SQuAD": 60.0}, {"GLUE": 76.0, "SQuAD": 61.0}],
+        "nan": [{"GLUE": 90.0, "SQuAD": 90.0}, None]})                           # one seed failed
+    rep = write_report(study="t", out_dir=tmp_path)
+    assert rep.columns == ["GLUE", "SQuAD", "Average"]
+    lines = rep.markdown.splitlines()
+    assert "| Variant | GLUE | SQuAD | Average | Runs |" in lines
+    assert "| base ★ | 81.00 ± 1.41 | 71.00 ± 1.41 | 76.00 ± 1.41 | complete, complete |" in lines
+    assert "| close | 79.50 ± 0.71 | 75.50 ± 0.71 | 77.50 ± 0.71 | complete, complete |" in lines
+    assert "| far | 75.50 ± 0.71 | 60.50 ± 0.71 | 68.00 ± 0.71 | complete, complete |" in lines
+    assert "| nan | **90.00** | **90.00** | **90.00** | complete, failed (TrialFailed: NaN) |" in lines
+    # GLUE: the best is 90 (one seed); 81 and 79.5 are more than 2 * 1.41 below it: only nan is bold.
+    assert rep.bold["GLUE"] == {"nan"}
+    with open(rep.files["csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert [r["variant"] for r in table] == ["base", "close", "far", "nan"] and table[0]["baseline"] == "1"
+    assert float(table[1]["GLUE"]) == 79.5 and float(table[0]["GLUE_std"]) == pytest.approx(1.4142, abs=1e-4)
+    for key in ("scores", "curves"):
+        assert rep.files[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rep.files["markdown"].read_text() == rep.markdown
+    assert any(p.name.startswith("events.out.tfevents") for p in rep.files["tensorboard"].iterdir())
+
+
+def test_bolding_rules():
+    a, b, c = (Variant("a", baseline=True, values={"X": [80.0, 82.0]}), Variant("b", values={"X": [79.0, 80.0]}),
+               Variant("c", values={"X": [77.0, 78.0]}))
+    assert bold_cells([a, b, c], ["X"])["X"] == {"a", "b"}  # 81 - 2 * 1.414 = 78.17
+    # No replicates: only the best (ties included) is bold.
+    one = [Variant("a", values={"X": [80.0]}), Variant("b", values={"X": [80.0]}), Variant("c", values={"X": [79.9]})]
+    assert bold_cells(one, ["X"])["X"] == {"a", "b"}
+
+
+def test_single_seed_table_and_columns(tmp_path):
+    hand_made(tmp_path, "one", {"base": [{"GLUE": 80.0, "EnDe": 26.0, "toy": 1.0}],
+                                "other": [{"GLUE": 81.0, "EnDe": 24.0, "toy": 2.0}]}, columns=["GLUE", "EnDe"])
+    md = write_report(study="one", out_dir=tmp_path).markdown
+    assert "| Variant | GLUE | EnDe | Average |" in md and "toy" not in md and "Runs" not in md
+    assert "| base ★ | 80.00 | **26.00** | **53.00** |" in md and "| other | **81.00** | 24.00 | 52.50 |" in md
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no sweep journal"):
+        write_report(study="missing", out_dir=tmp_path)
+    hand_made(tmp_path, "there", {"base": [{"GLUE": 1.0}]})
+    with pytest.raises(ConfigError, match="no study 'nope'.*studies there: there"):
+        write_report(study="nope", storage=default_storage(tmp_path, "there"), out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="needs a sweep file or --study"):
+        write_report(out_dir=tmp_path)
