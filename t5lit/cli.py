@@ -5,7 +5,7 @@
     t5lit sweep run|report sweeps/NAME.yaml [...]
     t5lit eval --checkpoint CKPT --task NAME|MIXTURE [--data_dir DIR]
     t5lit list presets|architectures|objectives|tasks|mixtures|corpora
-    t5lit vocab train --corpus NAME --size N --out PATH
+    t5lit vocab train --corpus NAME [--option KEY=VALUE ...] --size N --out PATH
     t5lit data show --objective NAME [--text ...]
     t5lit export-hf CKPT DIR
 
@@ -96,13 +96,14 @@ def data_show(objective: str, text: str | None, params: list[str], inputs_length
     from t5lit.objectives import get_objective, raw_length
 
     kwargs = parse_cli_overrides(params)
+    objective_fn = get_objective(objective, **kwargs)  # a bad name or parameter fails before any slow work
+    raw, targets_length = raw_length(objective_fn, inputs_length)
     vocab = load_vocabulary(vocab_spec)
     text = text or ("Thank you for inviting me to your party last week. The food was delicious and the "
                     "music kept everyone dancing until late.")
     tokens = np.asarray(vocab.encode(text), dtype=np.int32)
-    raw, targets_length = raw_length(objective, inputs_length, **kwargs)
     tokens = tokens[:raw]
-    example = get_objective(objective, **kwargs)(tokens, np.random.default_rng(seed), vocab)
+    example = objective_fn(tokens, np.random.default_rng(seed), vocab)
     print(f"objective {objective} {kwargs or ''}  raw chunk {len(tokens)} tokens (a full chunk is {raw}; "
           f"inputs {inputs_length}, targets {targets_length})")
     print("original:", " ".join(vocab.pieces(tokens.tolist())))
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--corpus", required=True)
     r.add_argument("--size", type=int, required=True, help="number of SentencePiece pieces (T5: 32000)")
     r.add_argument("--out", required=True)
+    r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="corpus option, e.g. paths=data/*.txt for --corpus files (values parsed as YAML)")
     r.add_argument("--max-documents", type=int, default=200_000)
 
     s = sub.add_parser("data", help="inspect the data pipeline")
@@ -204,8 +207,10 @@ def dispatch(argv: list[str]) -> None:
 
         from t5lit.data.sources import iter_documents
         from t5lit.data.vocab import train_vocabulary
+        from t5lit.experiment import parse_cli_overrides
 
-        vocab = train_vocabulary(islice(iter_documents(ns.corpus, "train"), ns.max_documents), ns.size, ns.out)
+        documents = iter_documents(ns.corpus, "train", **parse_cli_overrides(ns.option))
+        vocab = train_vocabulary(islice(documents, ns.max_documents), ns.size, ns.out)
         print(f"wrote {ns.out}: {vocab.vocab_size} ids ({ns.size} pieces + {vocab.num_extra_ids} extra ids)")
     elif ns.command == "data":
         data_show(ns.objective, ns.text, ns.param, ns.inputs_length, ns.vocab, ns.seed)

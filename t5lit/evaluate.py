@@ -19,8 +19,10 @@ def evaluate_checkpoint(ckpt_path: str, task: str, *, data_dir: str | None = Non
     import lightning as L
 
     from t5lit.data.datamodule import FinetuneDataModule
+    from t5lit.data.mixtures import get_task_or_mixture
     from t5lit.lit_module import T5LitModule
 
+    get_task_or_mixture(task)  # an unknown name fails before the checkpoint is read
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"checkpoint not found: {ckpt_path}")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)

@@ -47,6 +47,13 @@ def _trainer(cfg: dict, stage_dir: Path, tb_name: str, max_steps: int, callbacks
                      callbacks=[ThroughputMonitor(), NonFiniteLossGuard(), *callbacks], **trainer_cfg, **kwargs)
 
 
+def _seed(cfg: dict) -> None:
+    """Seed the initial weights and dropout of a stage from the experiment's seed (the replicate)."""
+    import lightning as L
+
+    L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+
+
 def _checkpointing(stage_dir: Path, every: int):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -104,6 +111,7 @@ def pretrain(cfg: dict, run_dir: Path, callbacks=()) -> Path | None:
                               batch_size=p["batch_size"], max_tokens=p.get("max_tokens"),
                               val_examples=p.get("val_examples", 256), seed=cfg.get("seed", 0),
                               num_workers=p.get("num_workers", 0))
+    _seed(cfg)
     module = T5LitModule(**_module_args(cfg, p))
     trainer = _trainer(cfg, stage_dir, "pretrain", p["steps"], [_checkpointing(stage_dir, p["checkpoint_every"]),
                                                                   *callbacks],
@@ -137,6 +145,7 @@ def finetune(cfg: dict, run_dir: Path, task: str, init: Path | None, callbacks=(
                               mixing_limit=f.get("mixing_limit", 2**19), data_dir=data_dir or f.get("data_dir"),
                               max_val_examples=f.get("max_val_examples"), seed=cfg.get("seed", 0),
                               num_workers=f.get("num_workers", 0))
+    _seed(cfg)
     module = T5LitModule(**_module_args(cfg, f), num_beams=f.get("num_beams", 1),
                          max_decode_length=f.get("max_decode_length", 64), init_from=str(init) if init else None)
     best = BestPerTask(str(stage_dir), keep_checkpoints=f.get("keep_best_checkpoints", True))

@@ -53,3 +53,58 @@ def test_checkpoint_holds_the_model_config(tmp_path):
     assert module.hparams["model_config"]["num_decoder_layers"] == 1
     again = T5LitModule(model_config=module.hparams["model_config"])
     assert again.config == module.config
+
+
+# ---- fine-tuning: FinetuneDataModule + T5LitModule + Trainer, validated by generation ------------------------
+
+def finetune(tmp_path, tasks, steps=2):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from t5lit.data.datamodule import FinetuneDataModule
+
+    torch.manual_seed(0)
+    data = FinetuneDataModule(tasks=tasks, inputs_length=64, targets_length=8, batch_size=8, max_val_examples=8,
+                              num_samples=2)
+    module = T5LitModule(preset="tiny", lr=0.01, warmup_steps=5, max_decode_length=4)
+    trainer = L.Trainer(max_steps=steps, val_check_interval=steps, check_val_every_n_epoch=None, accelerator="cpu",
+                        logger=CSVLogger(tmp_path), log_every_n_steps=1, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    return trainer, data
+
+
+def expected_metric_keys(data) -> set[str]:
+    """``val/<task>/<metric>`` for the metrics each task's ``evaluate`` returns on its validation examples."""
+    keys = set()
+    for task in data.tasks:
+        raw = data.val_raw[task.name]
+        names = task.evaluate(raw, [task.format(ex)["targets"] for ex in raw])
+        keys |= {f"val/{task.name}/{metric}" for metric in names}
+    return keys
+
+
+def test_finetuning_a_task_logs_its_metrics_by_name(tmp_path):
+    import csv
+
+    trainer, data = finetune(tmp_path, "builtin_kind")
+    assert trainer.global_step == 2
+    logged = {k for k in trainer.callback_metrics if k.startswith("val/")}
+    assert expected_metric_keys(data) == {"val/builtin_kind/accuracy", "val/builtin_kind/f1"}
+    assert logged == {"val/loss"} | expected_metric_keys(data)
+    assert all(0 <= float(trainer.callback_metrics[k]) <= 100 for k in logged if k != "val/loss")
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:  # written by the logger at the validation step
+        rows = list(csv.DictReader(f))
+    assert any(row.get("val/builtin_kind/accuracy") for row in rows)
+    assert any(row.get("train/loss") for row in rows)
+
+
+def test_finetuning_a_mixture_logs_every_task(tmp_path):
+    trainer, data = finetune(tmp_path, ["builtin_kind", "builtin_name"])
+    stream, _ = data._epoch_plan(0)
+    assert {name for name, _ in stream} == {"builtin_kind", "builtin_name"}  # both tasks are trained on
+    assert data.rates["builtin_name"] > data.rates["builtin_kind"] > 0  # examples-proportional
+    keys = expected_metric_keys(data)
+    assert {"val/builtin_kind/accuracy", "val/builtin_name/exact_match", "val/builtin_name/rouge1"} <= keys
+    assert keys <= set(trainer.callback_metrics)
+    tasks = {k.split("/")[1] for k in trainer.callback_metrics if k.count("/") == 2 and k.startswith("val/")}
+    assert tasks == {"builtin_kind", "builtin_name"}

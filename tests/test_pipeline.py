@@ -38,3 +38,12 @@ def test_debug_run_end_to_end_and_resume(tmp_path):
     again = run_experiment(cfg, tmp_path)
     assert again["scores"] == results["scores"]
     assert (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_same_seed_same_results_other_seed_other_weights(tmp_path):
+    cfg = load_experiment(REPO / "experiments" / "debug_run.yaml", {"finetune.steps": 2, "finetune.eval_every": 2})
+    first = run_experiment(cfg, tmp_path / "a")
+    assert run_experiment(cfg, tmp_path / "b") == first  # a replicate is a pure function of its seed
+    other = run_experiment({**cfg, "seed": 1}, tmp_path / "c")
+    assert other["val_curves"] != first["val_curves"]

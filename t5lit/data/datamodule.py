@@ -43,7 +43,8 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         objective: an objective name (``t5lit list objectives``); objective_params: its parameters.
         arch: linked to ``model.arch`` by the CLI. inputs_length: the encoder length (T5: 512); the raw
             chunk and targets lengths follow from the objective (T5's random_spans_helper); decoder-only
-            rows hold inputs + targets.
+            rows hold inputs + targets. targets_length: pad targets to this length instead (an error when
+            the objective's targets can be longer).
         batch_size: rows per device. max_tokens: tokenize at most this many tokens of the corpus.
         val_examples: held-out examples for val/loss. seed: seeds the order and every example.
     """
@@ -52,11 +53,11 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
                  objective: str = "span_corruption", objective_params: dict | None = None,
                  arch: str = "encoder_decoder", inputs_length: int = 512, batch_size: int = 128,
                  max_tokens: int | None = None, val_examples: int = 256, seed: int = 0, num_workers: int = 0,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, targets_length: int | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.objective_fn = get_objective(objective, **(objective_params or {}))
-        self.raw_length, self.targets_length = raw_length(objective, inputs_length, **(objective_params or {}))
+        self.raw_length, self.targets_length = raw_length(self.objective_fn, inputs_length, targets_length)
         # The LM objective has no inputs part: its whole row is targets, with the loss on all of it.
         is_lm = objective == "lm"
         self.converter = converter_for(arch, 0 if is_lm else inputs_length, self.targets_length, pack=False,
@@ -65,8 +66,9 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
 
     def fingerprint(self) -> str:
         hp = self.hparams
+        extra = () if hp.targets_length is None else (hp.targets_length,)  # unset: the fingerprint of old runs
         return _fingerprint(hp.corpus, hp.corpus_options, hp.vocab, hp.objective, hp.objective_params, hp.arch,
-                            hp.inputs_length, hp.batch_size, hp.max_tokens, hp.seed)
+                            hp.inputs_length, hp.batch_size, hp.max_tokens, hp.seed, *extra)
 
     def setup(self, stage: str | None = None):
         if self.vocab is not None:
@@ -95,6 +97,9 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         if n_train < hp.batch_size:
             raise ConfigError(f"corpus {hp.corpus!r} gives {n_train} training chunks of {self.raw_length} tokens, "
                               f"fewer than one batch of {hp.batch_size}; use more data or a smaller batch")
+        # One example now, so that an objective that cannot work with this vocabulary (too few extra ids for
+        # its sentinels) fails here in one line, not later inside a DataLoader worker.
+        self.example(self.train_tokens, 0, 0)
 
     # One example: chunk ``index`` through the objective with its own RNG (seed, epoch, index).
     def example(self, tokens, chunk: int, epoch: int) -> dict:
@@ -152,6 +157,7 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         self.converter = converter_for(arch, inputs_length, targets_length, pack=pack)
         self.val_converter = converter_for(arch, inputs_length, targets_length, pack=False)
         self.vocab = None
+        self.train: dict[str, list[dict]] | None = None
 
     def fingerprint(self) -> str:
         hp = self.hparams
@@ -176,20 +182,23 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         return out
 
     def setup(self, stage: str | None = None):
-        if self.vocab is not None:
-            return
+        """Validation examples for every stage; training examples and mixing rates only for ``fit`` (so
+        that ``t5lit eval`` needs neither the training files nor their download)."""
         from t5lit.data.mixtures import mixture_rates
         from t5lit.data.vocab import load_vocabulary
 
         hp = self.hparams
-        self.vocab = load_vocabulary(hp.vocab)
+        if self.vocab is None:
+            self.vocab = load_vocabulary(hp.vocab)
+            self.val_raw, self.val = {}, {}
+            for t in self.tasks:
+                raw = t.load("validation", self._data_dir(t))
+                if hp.max_val_examples is not None:
+                    raw = raw[: hp.max_val_examples]
+                self.val_raw[t.name], self.val[t.name] = raw, self._encode(t, raw)
+        if self.train is not None or stage not in (None, "fit"):
+            return
         self.train = {t.name: self._encode(t, t.load("train", self._data_dir(t))) for t in self.tasks}
-        self.val_raw, self.val = {}, {}
-        for t in self.tasks:
-            raw = t.load("validation", self._data_dir(t))
-            if hp.max_val_examples is not None:
-                raw = raw[: hp.max_val_examples]
-            self.val_raw[t.name], self.val[t.name] = raw, self._encode(t, raw)
         counts = {name: len(exs) for name, exs in self.train.items()}
         self.rates = mixture_rates(hp.mixing, counts, limit=hp.mixing_limit, temperature=hp.temperature)
         # An epoch draws as many examples as the mixture's limited sizes add up to.

@@ -1,11 +1,13 @@
-"""PretrainDataModule: deterministic examples, exact resume from a mid-epoch checkpoint."""
+"""PretrainDataModule: deterministic examples, exact resume from a mid-epoch checkpoint, length and sentinel
+errors. FinetuneDataModule: what each stage loads, and a mixture with an empty task."""
 
 import lightning as L
 import pytest
 import torch
 
-from t5lit.data.datamodule import PretrainDataModule
+from t5lit.data.datamodule import FinetuneDataModule, PretrainDataModule
 from t5lit.lit_module import T5LitModule
+from t5lit.registry import ConfigError
 
 
 def data(**kw):
@@ -68,3 +70,48 @@ def test_resume_from_a_mid_epoch_checkpoint_sees_the_same_batches(tmp_path):
     resumed = fit(tmp_path / "c", 8, ckpt=str(ckpt))
     assert len(full) == 8 and len(resumed) == 4
     assert resumed == full[4:]
+
+
+def test_configured_targets_length_pads_or_errors_with_the_computed_length():
+    dm = data(targets_length=12)
+    assert dm.targets_length == 12 and dm.fingerprint() != data().fingerprint()
+    assert data().targets_length == 8  # span corruption at 32 inputs: 8 (EOS included)
+    with pytest.raises(ConfigError, match=r"^expected targets length for span_corruption \(114\) is greater than "
+                                          r"the configured targets_length \(100\) at inputs_length 512$"):
+        data(inputs_length=512, targets_length=100)
+    dm.setup("fit")
+    assert dm.train_batch(0, 0)["decoder_target_tokens"].shape == (4, 12)
+
+
+def test_too_few_extra_ids_fail_at_setup_naming_how_many_are_needed():
+    # 4,096 inputs: chunks of 4,550 tokens hold 227 noise spans, and the builtin vocabulary has 100 sentinels.
+    dm = data(inputs_length=4096, batch_size=2, val_examples=1, max_tokens=30_000)
+    with pytest.raises(ConfigError, match="^this example needs 227 sentinels but the vocabulary has 100 extra ids"):
+        dm.setup("fit")
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+RTE_ROWS = "0\tA dog runs.\tAn animal runs.\tentailment\n1\tIt is dark.\tIt is noon.\tnot_entailment\n"
+
+
+def test_finetune_validation_needs_no_training_files(tmp_path):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_text(RTE_HEADER + RTE_ROWS)
+    dm = FinetuneDataModule(tasks="glue_rte", data_dir=str(tmp_path), inputs_length=32, targets_length=4,
+                            batch_size=2)
+    dm.setup("validate")
+    assert dm.train is None and len(dm.val["glue_rte"]) == 2
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["task_index"].tolist() == [0, 0] and batch["inputs"].shape[0] == 2
+    with pytest.raises(ConfigError, match=f"data file not found: {tmp_path / 'RTE' / 'train.tsv'}"):
+        dm.setup("fit")
+
+
+def test_a_mixture_with_a_task_without_training_examples_names_it(tmp_path):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_text(RTE_HEADER + RTE_ROWS)
+    (tmp_path / "RTE" / "train.tsv").write_text(RTE_HEADER)  # a header, no rows
+    dm = FinetuneDataModule(tasks=["builtin_kind", "glue_rte"], data_dir={"glue_rte": str(tmp_path)},
+                            inputs_length=32, targets_length=4, batch_size=2, max_val_examples=2)
+    with pytest.raises(ConfigError, match="^task 'glue_rte' has no training examples; every task in a mixture"):
+        dm.setup("fit")
