@@ -146,7 +146,7 @@ def finetune(cfg: dict, run_dir: Path, task: str, init: Path | None, callbacks=(
                               max_val_examples=f.get("max_val_examples"), seed=cfg.get("seed", 0),
                               num_workers=f.get("num_workers", 0))
     _seed(cfg)
-    module = T5LitModule(**_module_args(cfg, f), num_beams=f.get("num_beams", 1),
+    module = T5LitModule(**_module_args(cfg, f), num_beams=f.get("num_beams"),
                          max_decode_length=f.get("max_decode_length", 64), init_from=str(init) if init else None)
     best = BestPerTask(str(stage_dir), keep_checkpoints=f.get("keep_best_checkpoints", True))
     trainer = _trainer(cfg, stage_dir, f"finetune-{task}", f["steps"],

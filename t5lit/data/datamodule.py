@@ -241,6 +241,10 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
                             persistent_workers=False)
 
+    def task_num_beams(self, task_index: int) -> int:
+        """The beam size task ``task_index`` decodes with when the run leaves it to the task."""
+        return self.tasks[task_index].num_beams
+
     def val_dataloader(self):
         b = self.hparams.val_batch_size or self.hparams.batch_size
         batches = []

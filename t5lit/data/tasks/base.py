@@ -72,6 +72,8 @@ class Task:
         preprocess: ``(examples, split) -> examples`` applied after loading (ReCoRD's one example per answer
             for training, WSC's correct-referent-only training set).
         description: one line for docs.
+        num_beams: validation decoding when the run leaves it to the task: 1 (greedy, the paper's study) or
+            T5's beam search of 4 (length penalty 0.6) for translation and summarization.
     """
 
     name: str
@@ -85,6 +87,7 @@ class Task:
     group: Callable[[Example], str] | None = None
     preprocess: Callable[[list[Example], str], list[Example]] | None = None
     description: str = ""
+    num_beams: int = 1
 
     def check_split(self, split: str) -> None:
         check_choice(f"split of task {self.name}:", split, self.splits)

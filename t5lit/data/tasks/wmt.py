@@ -52,7 +52,7 @@ def _register(name: str, hub_path: str, target: str) -> Task:
     return register_task(Task(
         name=name, source=Source(default=default, local=local,
                                  layout=f"<data_dir>/{{train,validation,test}}.{{en,{target}}}"),
-        formatter=translate_formatter(target), postprocessor=text_postprocessor, metrics=(M.bleu,),
+        formatter=translate_formatter(target), postprocessor=text_postprocessor, metrics=(M.bleu,), num_beams=4,
         target=lambda ex: ex[target], is_labelled=lambda ex: bool(ex.get(target)),
         description=f"WMT English to {LANGUAGES[target]}"))
 
