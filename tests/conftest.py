@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The real data samples: ../shared/data beside the checkout, or wherever T5LIT_SHARED_DATA points.
+SHARED_DATA = Path(os.environ.get("T5LIT_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def pytest_configure(config):
