@@ -152,6 +152,25 @@ class BestPerTask(L.Callback):
     def load_state_dict(self, state):
         self.history, self.best = state.get("history", {}), state.get("best", {})
 
+    def on_train_start(self, trainer, pl_module):
+        """On resume: a step's checkpoint is written before that step's validation, so the validations of
+        the resumed step live only in ``scores.json``; take them from there (nothing later than the step)."""
+        import json
+        import os
+
+        path, step = os.path.join(self.dirpath, "scores.json"), trainer.global_step
+        if step == 0 or not os.path.exists(path):
+            return
+        with open(path) as f:
+            disk = json.load(f)
+        for key, entries in disk.get("history", {}).items():
+            have = {s for s, _ in self.history.get(key, [])}
+            merged = self.history.get(key, []) + [e for e in entries if e[0] <= step and e[0] not in have]
+            self.history[key] = sorted(merged, key=lambda e: e[0])
+        for task, best in disk.get("best", {}).items():
+            if best["step"] <= step and (task not in self.best or best["score"] > self.best[task]["score"]):
+                self.best[task] = best
+
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return

@@ -120,6 +120,15 @@ class T5LitModule(L.LightningModule):
         return rows, (enc.shape[1] if enc is not None else 0), dec_len
 
     # ------------------------------------------------------------------------------------------ steps
+    def on_fit_start(self):
+        # Dropout masks are a pure function of (seed, step, rank), like the batches, so that a run resumed
+        # from a checkpoint takes exactly the steps the uninterrupted run would have taken.
+        self._dropout_seed = torch.initial_seed() % 2**31
+
+    def on_train_batch_start(self, batch, batch_idx):
+        world = max(1, self.trainer.world_size)
+        torch.manual_seed(self._dropout_seed * 1_000_003 + self.global_step * world + self.global_rank)
+
     def training_step(self, batch, batch_idx):
         loss, ce = self.model_step(batch)
         self.log("train/loss", ce, on_step=True, on_epoch=False, prog_bar=True)

@@ -47,3 +47,27 @@ def test_same_seed_same_results_other_seed_other_weights(tmp_path):
     assert run_experiment(cfg, tmp_path / "b") == first  # a replicate is a pure function of its seed
     other = run_experiment({**cfg, "seed": 1}, tmp_path / "c")
     assert other["val_curves"] != first["val_curves"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, stage):
+    import lightning as L
+
+    class CrashAt(L.Callback):
+        """Dies after the checkpoint of step 3 has been written, in the given stage."""
+
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 4 and trainer.logger.version.startswith(stage):
+                raise Crash(stage)
+
+    cfg = load_experiment(REPO / "experiments" / "debug_run.yaml", {"model.overrides": {"dropout_rate": 0.1}})
+    whole = run_experiment(cfg, tmp_path / "whole")
+    with pytest.raises(Crash):
+        run_experiment(cfg, tmp_path / "crashed", callbacks=[CrashAt()])
+    assert not (tmp_path / "crashed" / "results.json").exists()
+    assert run_experiment(cfg, tmp_path / "crashed") == whole
