@@ -185,7 +185,7 @@ def run_experiment(cfg: dict, run_dir: str | Path, *, trial=None, callbacks=()) 
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     callbacks = list(callbacks)
     if trial is not None:
-        from t5lit.sweep.pruning import OptunaPruningCallback
+        from t5lit.callbacks import OptunaPruningCallback
 
         callbacks.append(OptunaPruningCallback(trial, monitor="val/loss"))
     init = pretrain(cfg, run_dir, callbacks)

@@ -7,7 +7,7 @@
 
 The parts: ``spec`` (parse and validate sweep files), ``study`` (storage, locks, which trial runs next,
 lost-worker detection), ``worker`` (processes, heartbeats, outcomes, progress), ``report`` (tables,
-plots), ``pruning`` (the Lightning callback reporting to Optuna).
+plots). The Lightning callback reporting to Optuna is ``t5lit.callbacks.OptunaPruningCallback``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from t5lit.sweep.pruning import OptunaPruningCallback
+from t5lit.callbacks import OptunaPruningCallback
 
 
 class Tiny(L.LightningModule):
