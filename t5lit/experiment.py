@@ -33,16 +33,17 @@ def deep_merge(base: dict, top: Mapping) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, kind: str = "experiment") -> dict:
+    """A YAML mapping from a user's file (an experiment or a sweep), with one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}")
+        raise ConfigError(f"{kind} file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{kind} {path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: an experiment file must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{kind} {path}: a {kind} file must be a mapping, got {type(data).__name__}")
     return data
 
 

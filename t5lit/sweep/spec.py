@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from t5lit.registry import ConfigError, check_choice, unknown_name_message
 
 TOP_KEYS = ("base", "study", "description", "seeds", "overrides", "rows", "space", "n_trials", "sampler",
@@ -201,15 +199,10 @@ def _parse_param(path: Path, name: str, raw: Any) -> Param:
 def load_sweep(path: str | Path, check_rows: bool = True) -> SweepSpec:
     """Parse and validate a sweep file; with ``check_rows`` every row's (and parameter's) overrides are
     resolved against the base experiment, so a bad path fails here and not hours into the sweep."""
+    from t5lit.experiment import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise _fail(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise _fail(path, f"a sweep file must be a mapping, got {type(raw).__name__}")
+    raw = read_yaml(path, "sweep")
     for key in raw:
         if key not in TOP_KEYS:
             raise _fail(path, unknown_name_message("top-level key", key, list(TOP_KEYS)))

@@ -21,7 +21,6 @@ val_curves (results.json, so a report needs only the storage).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import time
 import warnings
 import zlib
@@ -33,6 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from t5lit.data.cache import file_lock
 from t5lit.registry import ConfigError
 from t5lit.sweep.spec import SweepSpec, job_name
 
@@ -110,12 +110,8 @@ class StudyStorage:
         """Held while deciding which trial runs next; released by the OS/database if the holder dies."""
         if self.kind in ("journal", "sqlite"):
             target = self.url.removeprefix("journal:") if self.kind == "journal" else self.url.split(":///", 1)[1]
-            with open(f"{target}.{study}.lock", "a") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f, fcntl.LOCK_UN)
+            with file_lock(Path(f"{target}.{study}")):
+                yield
             return
         import sqlalchemy
 
