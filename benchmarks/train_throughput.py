@@ -1,8 +1,15 @@
 """Training throughput and peak memory: t5lit's model beside transformers' T5, in one run.
 
-Each measurement runs in its own subprocess (so peak memory is that model's alone: CUDA's
-max_memory_allocated, or the process's peak RSS on CPU), doing forward + backward + optimizer step
-(AdamW for both) on the same random batch; it reports the median tokens/s over timed steps after warm-up.
+Each measurement runs in its own subprocess, so peak memory is that model's alone, doing forward + backward +
+optimizer step (fused AdamW for both) on the same random batch; it reports the median tokens/s over the timed
+steps after warm-up. Peak memory is what the training step holds at its highest, weights, gradients, optimizer
+state and activations together: on CUDA ``max_memory_allocated``; on CPU the process's peak resident set
+(VmHWM, reset through /proc/self/clear_refs before the timed steps) minus its resident set after the imports,
+before the model is built (so the Python, torch and transformers libraries do not count). ``act.`` is that
+peak minus the resident set between steps (weights and optimizer state); ``saved`` counts the bytes of the
+tensors autograd keeps for backward in one forward (each storage once, parameters excluded), the activation
+memory free of allocator slack. ``--repeats N`` alternates the models N times (a busy machine slows them
+alike) and reports each one's median run. Figures and their commands: benchmarks/RESULTS.md.
 
     python benchmarks/train_throughput.py --d-model 256 --heads 8 --d-ff 1024 --layers 4 --vocab 8192 \\
         --batch 8 --inputs 512 --targets 114 --precision fp32 --steps 10
@@ -18,10 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+
+# Runnable from a checkout without installing the package: the repository root goes first on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build_config(a):
@@ -63,43 +74,79 @@ def make_batch(cfg, a, arch, device):
     return batch
 
 
-def measure(a) -> dict:
-    """Runs inside the subprocess: one model, returns its figures."""
-    import resource
+def _rss(field: str) -> int:
+    """VmRSS or VmHWM of this process in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
 
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def saved_activation_bytes(model, loss_fn, batch, amp: bool, device) -> int:
+    """Bytes of the tensors autograd keeps for backward in one forward (each storage once, parameters
+    excluded): the activation memory a training step holds at its peak, free of allocator slack."""
     import torch
 
-    from t5lit.lit_module import weighted_cross_entropy
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
 
-    torch.manual_seed(0)
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params and not isinstance(t, torch.nn.Parameter):
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(batch)
+    del loss
+    return sum(seen.values())
+
+
+def measure(a) -> dict:
+    """Runs inside the subprocess: one model, returns its figures."""
+    import torch
+
     device = torch.device(a.device)
+    from t5lit.lit_module import weighted_cross_entropy
+    from t5lit.model.architectures import build_model
+    from t5lit.model.hf import to_hf_model  # imports transformers: libraries load before the baseline
+
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else _rss("VmRSS")
+    torch.manual_seed(0)
     cfg = build_config(a)
     arch = a.which if a.which != "hf" else "encoder_decoder"
-    if a.which == "hf":
-        from transformers import T5ForConditionalGeneration
-
-        from t5lit.model.hf import config_to_hf
-
-        model = T5ForConditionalGeneration(config_to_hf(cfg)).to(device)
+    if arch != "encoder_decoder":
+        cfg = cfg.replace(arch=arch, num_encoder_layers=0,
+                          num_decoder_layers=cfg.num_encoder_layers + cfg.num_decoder_layers)
+    model = build_model(cfg)
+    if a.which == "hf":  # the same weights, converted: both models start from the same loss
+        ours, model = model, to_hf_model(model, cfg)
+        del ours
+        model = model.to(device)
 
         def loss_fn(batch):
             out = model(input_ids=batch["encoder_input_tokens"], decoder_input_ids=batch["decoder_input_tokens"])
             return weighted_cross_entropy(out.logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])[0]
     else:
-        from t5lit.model.architectures import build_model
-
-        if arch != "encoder_decoder":
-            cfg = cfg.replace(arch=arch, num_encoder_layers=0,
-                              num_decoder_layers=cfg.num_encoder_layers + cfg.num_decoder_layers)
-        model = build_model(cfg).to(device)
+        model = model.to(device)
         fwd = torch.compile(model) if a.compile else model
 
         def loss_fn(batch):
             return weighted_cross_entropy(fwd(batch), batch["decoder_target_tokens"], batch["decoder_loss_weights"])[0]
 
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda",
-                            foreach=None if device.type == "cuda" else True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the same optimizer for both
     batch = make_batch(cfg, a, arch, device)
     tokens = a.batch * (a.inputs + a.targets)
     amp = a.precision == "bf16"
@@ -110,13 +157,18 @@ def measure(a) -> dict:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
     for _ in range(a.warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
+        steady = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats()
+    else:
+        steady = _rss("VmRSS")
+        reset = _reset_peak_rss()
+    load = os.getloadavg()[0]
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
@@ -125,22 +177,47 @@ def measure(a) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated()
+        peak = torch.cuda.max_memory_allocated(device)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        peak = _rss("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB
+    saved = saved_activation_bytes(model, loss_fn, batch, amp, device)
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    return {"which": a.which, "tokens_per_sec": tokens / statistics.median(times), "peak_bytes": peak,
-            "bytes_per_token": peak / tokens, "loss": float(loss), "params": n_params,
-            "median_step_s": statistics.median(times)}
+    median = statistics.median(times)
+    return {"which": a.which, "tokens_per_sec": tokens / median, "median_step_s": median,
+            "step_s": times, "peak_bytes": peak - base, "bytes_per_token": (peak - base) / tokens,
+            "activation_bytes": peak - steady, "saved_for_backward_bytes": saved, "loss": float(loss),
+            "params": n_params,
+            "load_average_1min": [load, os.getloadavg()[0]]}
 
 
 def run_child(argv: list[str], which: str) -> dict:
-    env = dict(os.environ)
     out = subprocess.run([sys.executable, __file__, *argv, "--which", which, "--child"], capture_output=True,
-                         text=True, env=env)
+                         text=True, env=dict(os.environ))
     if out.returncode != 0:
         raise SystemExit(f"benchmark of {which} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def environment(a) -> dict:
+    """Device, versions and command, for RESULTS.md."""
+    import platform
+
+    import torch
+    import transformers
+
+    if a.device.startswith("cuda"):
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = platform.processor() or "cpu"
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    return {"device": a.device, "device_name": name, "cpu_count": os.cpu_count(),
+            "threads": a.threads or torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])}
 
 
 def main(argv=None):
@@ -164,6 +241,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--archs", action="store_true", help="also our decoder-only and prefix-LM at equal params")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=1, help="alternating runs of each model; the median is reported")
     p.add_argument("--json", default=None)
     p.add_argument("--which", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -181,27 +259,39 @@ def main(argv=None):
     if "--json" in given:  # the children print JSON on stdout; only the parent writes the file
         i = given.index("--json")
         del given[i:i + 2]
-    raw = given
-    ours = run_child(raw, "encoder_decoder")
-    theirs = run_child(raw, "hf")
-    rows = [("t5lit encoder_decoder", ours), ("transformers T5", theirs)]
-    if a.archs:
-        rows += [(f"t5lit {arch}", run_child(raw, arch)) for arch in ("decoder_only", "prefix_lm")]
+    names = ["encoder_decoder", "hf"] + (["decoder_only", "prefix_lm"] if a.archs else [])
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for _ in range(a.repeats):  # alternate, so a machine busy with other work slows every model alike
+        for n in names:
+            runs[n].append(run_child(given, n))
+
+    def median_run(rs: list[dict]) -> dict:
+        best = sorted(rs, key=lambda r: r["tokens_per_sec"])[(len(rs) - 1) // 2]
+        return dict(best, runs_tokens_per_sec=[r["tokens_per_sec"] for r in rs])
+
+    results = {n: median_run(rs) for n, rs in runs.items()}
+    label = {"encoder_decoder": "t5lit encoder_decoder", "hf": "transformers T5", "decoder_only": "t5lit decoder_only",
+             "prefix_lm": "t5lit prefix_lm"}
+    ours, theirs = results["encoder_decoder"], results["hf"]
     setting = (f"{a.preset or f'{a.layers}+{a.layers} layers d_model {a.d_model}'} batch {a.batch} "
                f"{a.inputs}/{a.targets} {a.precision} (transformers {a.hf_precision or a.precision}) on {a.device}"
-               f"{' compiled' if a.compile else ''}")
+               f"{' compiled' if a.compile else ''}, {a.repeats} run(s) x {a.steps} steps")
     print(setting)
-    print(f"{'model':24s} {'params':>12s} {'tokens/s':>12s} {'peak MiB':>10s} {'bytes/token':>12s} {'loss':>8s}")
-    for name, r in rows:
-        print(f"{name:24s} {r['params']:>12,d} {r['tokens_per_sec']:>12,.0f} {r['peak_bytes'] / 2**20:>10,.0f} "
-              f"{r['bytes_per_token']:>12,.0f} {r['loss']:>8.3f}")
+    print(f"{'model':24s} {'params':>12s} {'tokens/s':>10s} {'peak MiB':>9s} {'act. MiB':>9s} "
+          f"{'saved MiB':>9s} {'bytes/token':>12s} {'loss':>7s}")
+    for n in names:
+        r = results[n]
+        print(f"{label[n]:24s} {r['params']:>12,d} {r['tokens_per_sec']:>10,.0f} {r['peak_bytes'] / 2**20:>9,.0f} "
+              f"{r['activation_bytes'] / 2**20:>9,.0f} {r['saved_for_backward_bytes'] / 2**20:>9,.0f} "
+              f"{r['bytes_per_token']:>12,.0f} {r['loss']:>7.3f}")
     speed = ours["tokens_per_sec"] / theirs["tokens_per_sec"]
     mem = ours["bytes_per_token"] / theirs["bytes_per_token"]
     print(f"ratio ours/transformers: tokens/s {speed:.2f}x, peak memory per token {mem:.2f}x")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"setting": setting, "args": vars(a), "results": dict(rows),
-                       "speed_ratio": speed, "memory_ratio": mem}, f, indent=2)
+            json.dump({"setting": setting, "environment": environment(a), "args": vars(a),
+                       "results": {label[n]: results[n] for n in names}, "speed_ratio": speed,
+                       "memory_ratio": mem}, f, indent=2)
 
 
 if __name__ == "__main__":

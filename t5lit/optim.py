@@ -57,13 +57,18 @@ def schedule_fn(name: str, warmup_steps: int, total_steps: int | None = None,
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float = 0.0,
                     fused: bool | None = None) -> torch.optim.Optimizer:
-    """Adafactor (foreach) or AdamW (fused on CUDA). T5 uses no weight decay; it is 0 unless set."""
+    """Adafactor or AdamW. T5 uses no weight decay; it is 0 unless set.
+
+    Kernels by device (benchmarks/RESULTS.md): AdamW is fused (one kernel for all tensors) on CUDA and CPU;
+    Adafactor is foreach on CUDA, and a per-tensor loop on CPU, where foreach measures ~2x slower.
+    """
     check_choice("optimizer", name, OPTIMIZERS)
     if lr <= 0:
         raise ConfigError(f"optimizer lr must be > 0, got {lr}")
     params = [p for p in params if p.requires_grad]
+    device = params[0].device.type if params else "cpu"
     if name == "adafactor":
-        return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay, foreach=device == "cuda")
     if fused is None:
-        fused = bool(params) and params[0].is_cuda
+        fused = bool(params) and device in ("cuda", "cpu")
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98), eps=1e-8, fused=fused)

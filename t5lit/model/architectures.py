@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from t5lit.config import ModelConfig
+from t5lit.model.cpu import linear
 from t5lit.model.layers import init_weights
 from t5lit.model.stack import SeqInfo, Stack, StackCache
 from t5lit.registry import ConfigError
@@ -62,8 +62,8 @@ class _Model(nn.Module):
     def logits(self, h: Tensor) -> Tensor:  # (B, T, D) -> (B, T, V)
         if self.cfg.tie_word_embeddings:
             # Mesh TensorFlow rescales before the tied output layer (T5 1.0)
-            return F.linear(h * self.cfg.d_model ** -0.5, self.embed.weight)
-        return self.lm_head(h)
+            return linear(h * self.cfg.d_model ** -0.5, self.embed.weight)
+        return linear(h, self.lm_head.weight)
 
     # ------------------------------------------------------------------------------------- input checks
     def check_features(self, features: Mapping[str, Tensor]) -> None:
@@ -108,6 +108,10 @@ class _Model(nn.Module):
                               f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
         if torch.compiler.is_compiling() or t.numel() == 0:  # value checks would break the graph
             return
+        if t.device.type != "cpu":  # checked on the device: no host synchronisation in the training step
+            torch._assert_async(((t >= 0) & (t < self.cfg.vocab_size)).all(),
+                                f"{name} holds a token id outside 0..{self.cfg.vocab_size - 1}")
+            return
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= self.cfg.vocab_size:
             raise ConfigError(f"{name} holds token id {lo if lo < 0 else hi}; valid ids are "
@@ -132,7 +136,7 @@ class _Model(nn.Module):
             positions = features[pos_name].long()
         else:
             positions = torch.arange(T, device=tokens.device)[None]  # (1, T), shared by every row
-        return SeqInfo(segments, positions, key_ok, prefix)
+        return SeqInfo(segments, positions, key_ok, prefix, plain=pos_name not in features)
 
     def decode_step(self, tokens: Tensor, cache: StackCache) -> Tensor:
         """tokens (B,) at the next position of every row -> logits (B, V) for the position after it."""

@@ -3,7 +3,9 @@
 RMS layer norm (scale only), relative position bias (bucketed, one scalar per head), multi-head attention
 without biases and without 1/sqrt(d_kv) scaling (T5 folds it into the initialisation of q), three attention
 backends (eager reference, sdpa, flex) and the two feed-forward kinds (relu; gated-gelu of T5 1.1).
-Attention takes a boolean mask ``allowed`` (B, 1, Tq, Tk) built by the stack, True where a query may look.
+Attention reads an ``AttentionMask`` that the stack builds once per pass: the boolean ``allowed``
+(B, 1, Tq, Tk), True where a query may look, the bias, and their sum as sdpa's additive mask. On CPU the sdpa
+backend trains through ``t5lit.model.cpu`` (oneDNN linears, flash forward with a chunked backward).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from t5lit.config import ModelConfig
+from t5lit.model.cpu import CPUAttention, linear, use_cpu_attention
 from t5lit.registry import ConfigError
 
 
@@ -74,6 +77,18 @@ class RelativePositionBias(nn.Module):
         buckets = relative_position_bucket(rel, self.bidirectional, self.num_buckets, self.max_distance)
         return self.embedding(buckets).permute(0, 3, 1, 2)  # (B, Tq, Tk, H) -> (B, H, Tq, Tk)
 
+    def plain(self, Tq: int, Tk: int) -> Tensor:
+        """The bias of positions 0..Tq-1 against 0..Tk-1 (every unpacked row): (1, H, Tq, Tk), equal to
+        ``forward(arange(Tq)[None], arange(Tk)[None])``. The bias depends on k - q only, so the table is read
+        for the Tq + Tk - 1 distances and laid along the diagonals; its backward then sums diagonals instead
+        of scattering Tq * Tk indices into the table."""
+        device = self.embedding.weight.device
+        rel = torch.arange(-(Tq - 1), Tk, device=device)  # distances k - q, (Tq + Tk - 1,)
+        buckets = relative_position_bucket(rel, self.bidirectional, self.num_buckets, self.max_distance)
+        by_distance = self.embedding(buckets).t()  # (H, Tq + Tk - 1)
+        # windows[h, s, j] = by_distance[h, s + j]; query i takes window s = Tq - 1 - i (distance j - i)
+        return by_distance.unfold(1, Tk, 1).flip(1)[None]  # (1, H, Tq, Tk)
+
 
 @dataclass
 class FlexMaskSpec:
@@ -121,8 +136,38 @@ def check_flex_device(x: Tensor) -> None:
         raise ConfigError("attention 'flex' needs CUDA (FlexAttention has no CPU backward); use 'sdpa'")
 
 
+@dataclass
+class AttentionMask:
+    """What a stack computes once per pass and every layer's attention reads (saved once for backward).
+
+    allowed (B, 1, Tq, Tk) bool, True where a query may look (None with flex); bias (B|1, H, Tq, Tk) the
+    relative position bias (None for cross-attention); additive: bias + (0 where allowed, most negative
+    finite value elsewhere), (B, H|1, Tq, Tk), the mask sdpa takes; block_mask: flex's BlockMask.
+    """
+
+    allowed: Tensor | None
+    bias: Tensor | None = None
+    additive: Tensor | None = None
+    block_mask: object = None
+
+
+def additive_mask(bias: Tensor | None, allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """bias (+0 where allowed, dtype's most negative finite value elsewhere): (B, H|1, Tq, Tk).
+
+    A fully masked (padding) query row gets equal scores everywhere, so its softmax stays finite.
+    """
+    neg = torch.finfo(dtype).min
+    if bias is None:
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, neg)
+    return bias.to(dtype).masked_fill(~allowed, neg)
+
+
 class Attention(nn.Module):
-    """Multi-head attention, no biases, no 1/sqrt(d_kv) scaling (T5, Section 3.1.1 via Mesh TensorFlow)."""
+    """Multi-head attention, no biases, no 1/sqrt(d_kv) scaling (T5, Section 3.1.1 via Mesh TensorFlow).
+
+    The q, k, v weights stay separate parameters (transformers' layout, for ``hf.py``) but are applied as one
+    matrix multiplication: [q; k; v] in self-attention, [k; v] over the encoder output in cross-attention.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -136,35 +181,32 @@ class Attention(nn.Module):
     def heads(self, x: Tensor) -> Tensor:  # (B, T, H*dk) -> (B, H, T, dk)
         return x.unflatten(-1, (self.num_heads, self.d_kv)).transpose(1, 2)
 
-    def project_kv(self, source: Tensor) -> tuple[Tensor, Tensor]:  # (B, Tk, D) -> 2 x (B, H, Tk, dk)
-        return self.heads(self.k(source)), self.heads(self.v(source))
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # (B, T, D) -> 3 x (B, H, T, dk)
+        qkv = linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight]))  # (B, T, 3*H*dk)
+        q, k, v = qkv.chunk(3, dim=-1)
+        return self.heads(q), self.heads(k), self.heads(v)
 
-    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], bias: Tensor | None, allowed: Tensor,
-                block_mask=None) -> Tensor:
-        """x (B, Tq, D); kv: keys, values (B, H, Tk, dk); bias (B|1, H, Tq, Tk) or None (cross-attention);
-        allowed (B, 1, Tq, Tk) bool; block_mask: flex only. Returns (B, Tq, D)."""
-        q = self.heads(self.q(x))  # (B, H, Tq, dk)
+    def project_kv(self, source: Tensor) -> tuple[Tensor, Tensor]:  # (B, Tk, D) -> 2 x (B, H, Tk, dk)
+        k, v = linear(source, torch.cat([self.k.weight, self.v.weight])).chunk(2, dim=-1)  # (B, Tk, H*dk) x 2
+        return self.heads(k), self.heads(v)
+
+    def project_q(self, x: Tensor) -> Tensor:  # (B, Tq, D) -> (B, H, Tq, dk)
+        return self.heads(linear(x, self.q.weight))
+
+    def forward(self, q: Tensor, kv: tuple[Tensor, Tensor], mask: AttentionMask) -> Tensor:
+        """q (B, H, Tq, dk) projected queries; kv: keys, values (B, H, Tk, dk); mask: the stack's. -> (B, Tq, D)."""
         k, v = kv
         p = self.dropout if self.training else 0.0
-        if self.backend == "flex" and block_mask is not None:
-            out = _flex(q, k, v, bias, block_mask, p)
+        if self.backend == "flex" and mask.block_mask is not None:
+            out = _flex(q, k, v, mask.bias, mask.block_mask, p)
         elif self.backend == "eager":
-            out = _eager(q, k, v, bias, allowed, p, self.training)
+            out = _eager(q, k, v, mask.bias, mask.allowed, p, self.training)
+        elif use_cpu_attention(q, p):
+            out = CPUAttention.apply(q, k, v, mask.additive.detach(), mask.bias)
         else:  # sdpa (flex falls back here for incremental decoding, where there is no BlockMask)
-            mask = _additive_mask(bias, allowed, q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=1.0)
-        return self.o(out.transpose(1, 2).flatten(2))  # (B, H, Tq, dk) -> (B, Tq, H*dk) -> (B, Tq, D)
-
-
-def _additive_mask(bias: Tensor | None, allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """bias (+0 where allowed, dtype's most negative finite value elsewhere): (B, H|1, Tq, Tk).
-
-    A fully masked (padding) query row gets equal scores everywhere, so its softmax stays finite.
-    """
-    neg = torch.finfo(dtype).min
-    if bias is None:
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, neg)
-    return bias.to(dtype).masked_fill(~allowed, neg)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.additive.to(q.dtype), dropout_p=p,
+                                                 scale=1.0)
+        return linear(out.transpose(1, 2).flatten(2), self.o.weight)  # (B, H, Tq, dk) -> (B, Tq, H*dk) -> (B, Tq, D)
 
 
 def _eager(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, allowed: Tensor, p: float,
@@ -212,10 +254,11 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         if self.gated:
-            h = F.gelu(self.wi_0(x), approximate="tanh") * self.wi_1(x)  # "gelu_new" (B, T, d_ff)
+            h = F.gelu(linear(x, self.wi_0.weight), approximate="tanh")  # "gelu_new" (B, T, d_ff)
+            h = h * linear(x, self.wi_1.weight)
         else:
-            h = F.relu(self.wi(x))
-        return self.wo(self.dropout(h))
+            h = F.relu(linear(x, self.wi.weight))
+        return linear(self.dropout(h), self.wo.weight)
 
 
 @torch.no_grad()

@@ -23,10 +23,12 @@ from torch import Tensor, nn
 from t5lit.config import ModelConfig
 from t5lit.model.layers import (
     Attention,
+    AttentionMask,
     FeedForward,
     FlexMaskSpec,
     RelativePositionBias,
     RMSNorm,
+    additive_mask,
     check_flex_device,
     flex_block_mask,
 )
@@ -37,7 +39,8 @@ class SeqInfo:
     """Per-token attention metadata of one sequence batch.
 
     segment_ids (B, T) long: attention only within a segment (all ones when unpacked, 0 = packing padding);
-    positions (B|1, T) long: positions for the relative bias (restart at 0 in each packed segment);
+    positions (B|1, T) long: positions for the relative bias (restart at 0 in each packed segment); plain:
+    positions are 0..T-1 in every row, so the bias is one Toeplitz matrix (``RelativePositionBias.plain``);
     key_ok (B, T) bool: False for padding keys (unpacked encoder: token 0); prefix (B, T) bool or None:
     prefix LM's fully visible part (decoder_causal_attention == 1).
     """
@@ -46,6 +49,7 @@ class SeqInfo:
     positions: Tensor
     key_ok: Tensor
     prefix: Tensor | None = None
+    plain: bool = False  # positions are 0..T-1 in every row (known from the features, without a look at values)
 
     def cat(self, new: SeqInfo) -> SeqInfo:
         """This (past) metadata followed by ``new`` along time."""
@@ -85,6 +89,15 @@ def self_attention_allowed(q: SeqInfo, k: SeqInfo, q_start: int, causal: bool) -
 def cross_attention_allowed(q: SeqInfo, memory: SeqInfo) -> Tensor:
     """(B, 1, Tq, Tenc) bool: decoder segment s sees only encoder segment s, never padding keys."""
     return (memory.key_ok[:, None, :] & (q.segment_ids[:, :, None] == memory.segment_ids[:, None, :]))[:, None]
+
+
+def mask_dtype(x: Tensor) -> torch.dtype:
+    """dtype of the additive attention mask: fp32 on CPU (its flash kernel takes it beside bf16 queries, and
+    the bias keeps its precision), else the dtype attention computes in (autocast's, or ``x``'s)."""
+    device = x.device.type
+    if device == "cpu":
+        return torch.float32
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 @dataclass
@@ -127,19 +140,18 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.has_cross = cross_attention
 
-    def forward(self, x: Tensor, *, bias: Tensor, allowed: Tensor | None, block_mask=None,
-                past_kv: tuple[Tensor, Tensor] | None = None, memory_kv: tuple[Tensor, Tensor] | None = None,
-                cross_allowed: Tensor | None = None, cross_block_mask=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, *, mask: AttentionMask, past_kv: tuple[Tensor, Tensor] | None = None,
+                memory_kv: tuple[Tensor, Tensor] | None = None, cross_mask: AttentionMask | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x (B, T, D) -> (B, T, D), and this layer's self-attention keys/values including the past."""
-        h = self.self_attn_norm(x)
-        k, v = self.self_attn.project_kv(h)  # (B, H, T, dk)
+        q, k, v = self.self_attn.project_qkv(self.self_attn_norm(x))  # (B, H, T, dk) x 3
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)  # (B, H, Tpast + T, dk)
-        x = x + self.dropout(self.self_attn(h, (k, v), bias, allowed, block_mask))
+        x = x + self.dropout(self.self_attn(q, (k, v), mask))
         if self.has_cross:
             # T5's cross-attention has no position bias (Section 3.1.1: only self-attention is position-aware).
-            x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory_kv, None, cross_allowed,
-                                                 cross_block_mask))
+            q = self.cross_attn.project_q(self.cross_attn_norm(x))
+            x = x + self.dropout(self.cross_attn(q, memory_kv, cross_mask))
         x = x + self.dropout(self.ffn(self.ffn_norm(x)))
         return x, (k, v)
 
@@ -171,7 +183,10 @@ class Stack(nn.Module):
         keys = seq if past is None else past.cat(seq)  # metadata of all keys (B, Tpast + T)
         q_start = 0 if past is None else past.segment_ids.shape[1]
         # bidirectional or not is fixed by the table; one bias for all layers (B|1, H, T, Tpast + T)
-        bias = self.rel_bias(seq.positions, keys.positions)
+        if seq.plain and past is None:
+            bias = self.rel_bias.plain(seq.positions.shape[1], keys.positions.shape[1])
+        else:
+            bias = self.rel_bias(seq.positions, keys.positions)
 
         if cache is not None and memory is not None:
             cache.memory, cache.memory_states = memory_seq, memory
@@ -179,18 +194,25 @@ class Stack(nn.Module):
             memory_seq = cache.memory
 
         use_flex = self.backend == "flex" and cache is None  # incremental steps use sdpa (one query row)
-        allowed = cross_allowed = block_mask = cross_block_mask = None
+        cross_mask = None
         if use_flex:
             check_flex_device(x)
-            block_mask = flex_block_mask(FlexMaskSpec(seq.segment_ids, keys.segment_ids, keys.key_ok, self.causal,
-                                                      seq.prefix, keys.prefix))
+            mask = AttentionMask(None, bias, block_mask=flex_block_mask(FlexMaskSpec(
+                seq.segment_ids, keys.segment_ids, keys.key_ok, self.causal, seq.prefix, keys.prefix)))
             if self.cross_attention:
-                cross_block_mask = flex_block_mask(FlexMaskSpec(seq.segment_ids, memory_seq.segment_ids,
-                                                                memory_seq.key_ok, causal=False))
+                cross_mask = AttentionMask(None, block_mask=flex_block_mask(FlexMaskSpec(
+                    seq.segment_ids, memory_seq.segment_ids, memory_seq.key_ok, causal=False)))
         else:
-            allowed = self_attention_allowed(seq, keys, q_start, self.causal)  # (B, 1, T, Tpast + T)
+            # Built once per pass and shared by every layer (not once per layer): (B, H, T, Tpast + T).
+            dtype = mask_dtype(x)
+
+            def attention_mask(bias: Tensor | None, allowed: Tensor) -> AttentionMask:  # eager reads no additive
+                additive = None if self.backend == "eager" else additive_mask(bias, allowed, dtype)
+                return AttentionMask(allowed, bias, additive)
+
+            mask = attention_mask(bias, self_attention_allowed(seq, keys, q_start, self.causal))  # (B, 1, T, Tk)
             if self.cross_attention:
-                cross_allowed = cross_attention_allowed(seq, memory_seq)  # (B, 1, T, Tenc)
+                cross_mask = attention_mask(None, cross_attention_allowed(seq, memory_seq))  # (B, 1, T, Tenc)
 
         new_kv = []
         for i, layer in enumerate(self.layers):
@@ -203,8 +225,7 @@ class Stack(nn.Module):
                         cache.cross_kv.append(layer.cross_attn.project_kv(cache.memory_states))
                     memory_kv = cache.cross_kv[i]
             past_kv = cache.self_kv[i] if cache is not None and past is not None else None
-            x, kv = layer(x, bias=bias, allowed=allowed, block_mask=block_mask, past_kv=past_kv,
-                          memory_kv=memory_kv, cross_allowed=cross_allowed, cross_block_mask=cross_block_mask)
+            x, kv = layer(x, mask=mask, past_kv=past_kv, memory_kv=memory_kv, cross_mask=cross_mask)
             new_kv.append(kv)
         if cache is not None:
             cache.past, cache.self_kv, cache.memory_states = keys, new_kv, None

@@ -1,0 +1,211 @@
+"""Every fast path against the eager reference: same losses and gradients within tolerance.
+
+Fast paths: oneDNN fp32 linear and the CPU attention (flash forward, chunked backward with the bias
+gradient) in t5lit/model/cpu.py; the fused [q; k; v] and [k; v] projections; the Toeplitz bias of unpacked
+rows; bf16 autocast; torch.compile (slow); flex attention (CUDA only). The reference is the eager backend
+with the CPU fast paths switched off: plain F.linear, softmax(q k^T + bias) v in autograd.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from t5lit.config import preset_config
+from t5lit.lit_module import weighted_cross_entropy
+from t5lit.model import cpu
+from t5lit.model.architectures import build_model
+from t5lit.model.layers import RelativePositionBias
+
+ARCHS = ("encoder_decoder", "decoder_only", "prefix_lm")
+
+
+@pytest.fixture
+def reference_mode():
+    """Runs a block with the CPU fast paths off; always switches them back on."""
+
+    class _Off:
+        def __enter__(self):
+            cpu.set_fast_paths(False)
+
+        def __exit__(self, *exc):
+            cpu.set_fast_paths(True)
+
+    yield _Off()
+    cpu.set_fast_paths(True)
+
+
+def batch(arch: str, packed: bool, B: int = 3, T: int = 12) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Features (encoder row 1 ends in padding; packed: two segments and padding), targets, weights."""
+    g = torch.Generator().manual_seed(1)
+    f = {"decoder_input_tokens": torch.randint(3, 1000, (B, T), generator=g)}
+    targets = torch.randint(3, 1000, (B, T), generator=g)
+    if arch == "encoder_decoder":
+        enc = torch.randint(3, 1000, (B, T + 3), generator=g)
+        enc[1, -4:] = 0
+        f["encoder_input_tokens"] = enc
+    if arch == "prefix_lm":
+        f["decoder_causal_attention"] = (torch.arange(T) < 5).int().expand(B, -1).clone()
+    if packed:
+        f["decoder_segment_ids"] = torch.tensor([[1] * 6 + [2] * 6, [1] * 12, [1] * 4 + [2] * 5 + [0] * 3])
+        f["decoder_positions"] = torch.tensor([list(range(6)) * 2, list(range(12)),
+                                               [0, 1, 2, 3, 0, 1, 2, 3, 4, 0, 0, 0]])
+        if arch == "encoder_decoder":
+            f["encoder_input_tokens"][1, -4:] = 5
+            f["encoder_segment_ids"] = torch.tensor([[1] * 7 + [2] * 8, [1] * 15, [1] * 5 + [2] * 6 + [0] * 4])
+            f["encoder_positions"] = torch.tensor([list(range(7)) + list(range(8)), list(range(15)),
+                                                   list(range(5)) + list(range(6)) + [0] * 4])
+    weights = torch.ones(B, T)
+    if packed:
+        weights[2, -3:] = 0  # packing padding carries no loss
+    return f, targets, weights
+
+
+def loss_and_grads(model, f, targets, weights, dtype=None):
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        loss = weighted_cross_entropy(model(f), targets, weights)[0]
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def pair(arch: str, **changes):
+    """(reference eager model, fast sdpa model) with the same weights."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", arch=arch, **changes)
+    ref = build_model(cfg.replace(attention="eager"))
+    fast = build_model(cfg)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("packed", [False, True])
+def test_fast_paths_match_eager_reference(arch, packed, reference_mode):
+    ref, fast = pair(arch)
+    f, targets, weights = batch(arch, packed)
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [dict(ffn="gated-gelu", tie_word_embeddings=False),
+                                    dict(share_encoder_decoder=True)])
+def test_fast_paths_match_for_t5_1_1_and_shared_layouts(layout, reference_mode):
+    ref, fast = pair("encoder_decoder", **layout)
+    f, targets, weights = batch("encoder_decoder", packed=False)
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_onednn_linear_matches_f_linear():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 16, generator=g, requires_grad=True)
+    w = torch.randn(24, 16, generator=g, requires_grad=True)
+    dy = torch.randn(2, 5, 24, generator=g)
+    y = cpu.linear(x, w)
+    y.backward(dy)
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    F.linear(x, w).backward(dy)
+    torch.testing.assert_close(y, F.linear(x, w), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx, x.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("B, H, Tq, Tk, bias_rows",
+                         [(3, 4, 7, 7, 1), (2, 4, 5, 9, 0), (3, 2, 6, 6, 3), (2, 8, 300, 300, 1)])
+def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows):
+    """Also the chunking: 300 x 300 weights make chunks of fewer heads than a row has."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, H, n, 8, generator=g, requires_grad=True) for n in (Tq, Tk, Tk))
+    allowed = torch.rand(B, 1, Tq, Tk, generator=g) > 0.3
+    allowed[..., 0] = True
+    bias = torch.randn(bias_rows, H, Tq, Tk, generator=g, requires_grad=True) if bias_rows else None
+    base = torch.zeros(1, 1, Tq, Tk) if bias is None else bias
+    mask = base.masked_fill(~allowed, torch.finfo(torch.float32).min)  # (B, H|1, Tq, Tk)
+    dy = torch.randn(B, H, Tq, 8, generator=g)
+    out = cpu.CPUAttention.apply(q, k, v, mask.detach(), bias)
+    out.backward(dy)
+    got = [t.grad.clone() for t in (q, k, v) + ((bias,) if bias is not None else ())]
+    for t in (q, k, v) + ((bias,) if bias is not None else ()):
+        t.grad = None
+    want_out = torch.softmax(q @ k.transpose(-1, -2) + mask, -1) @ v
+    want_out.backward(dy)
+    want = [t.grad for t in (q, k, v) + ((bias,) if bias is not None else ())]
+    torch.testing.assert_close(out, want_out, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("Tq, Tk", [(1, 1), (5, 5), (3, 9), (9, 3), (200, 200)])
+def test_plain_bias_equals_the_general_lookup(bidirectional, Tq, Tk):
+    torch.manual_seed(0)
+    table = RelativePositionBias(32, 128, 4, bidirectional).double()  # float64: sums in any order agree
+    general = table(torch.arange(Tq)[None], torch.arange(Tk)[None])
+    plain = table.plain(Tq, Tk)
+    assert torch.equal(plain, general)
+    dy = torch.randn(general.shape, dtype=torch.float64)
+    general.backward(dy)
+    want = table.embedding.weight.grad.clone()
+    table.embedding.weight.grad = None
+    plain.backward(dy)
+    torch.testing.assert_close(table.embedding.weight.grad, want, rtol=1e-9, atol=1e-9)
+
+
+def test_fused_projections_keep_transformers_layout():
+    _, fast = pair("encoder_decoder")
+    names = set(fast.state_dict())
+    for stack, kind in (("encoder", "self_attn"), ("decoder", "self_attn"), ("decoder", "cross_attn")):
+        for p in "qkvo":
+            assert f"{stack}.layers.0.{kind}.{p}.weight" in names
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bf16_autocast_is_close_to_fp32(arch):
+    _, fast = pair(arch)
+    f, targets, weights = batch(arch, packed=arch != "decoder_only")
+    want_loss, want = loss_and_grads(fast, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights, dtype=torch.bfloat16)
+    torch.testing.assert_close(got_loss, want_loss, rtol=2e-2, atol=2e-2)
+    for name in want:  # bf16 rounds every product: compare directions, not digits
+        cos = F.cosine_similarity(got[name].flatten(), want[name].flatten(), dim=0)
+        assert cos > 0.98, f"{name}: cosine {cos:.4f}"
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager():
+    _, fast = pair("encoder_decoder")
+    f, targets, weights = batch("encoder_decoder", packed=False)
+    want_loss, want = loss_and_grads(fast, f, targets, weights)
+    compiled = torch.compile(fast)
+    fast.zero_grad(set_to_none=True)
+    loss = weighted_cross_entropy(compiled(f), targets, weights)[0]
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), want_loss, rtol=1e-5, atol=1e-5)
+    assert_grads_close({n: p.grad for n, p in fast.named_parameters()}, want, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention needs CUDA")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_flex_matches_eager_gradients_on_cuda(arch):
+    ref, fast = pair(arch, attention="flex")
+    ref, fast = ref.cuda(), fast.cuda()
+    f, targets, weights = batch(arch, packed=True)
+    f = {k: v.cuda() for k, v in f.items()}
+    want_loss, want = loss_and_grads(ref, f, targets.cuda(), weights.cuda())
+    got_loss, got = loss_and_grads(fast, f, targets.cuda(), weights.cuda())
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-4, atol=1e-4)
+    assert_grads_close(got, want, rtol=1e-3, atol=1e-4)
