@@ -57,11 +57,11 @@ SCALES: dict[str, dict[str, Any]] = {
               "finetune.eval_every": 2000},
     # Minutes on a CPU: the built-in corpus, vocabulary and tasks, a 2+2-layer model of width 64.
     "tiny": {"model.preset": "mini", "pretrain.corpus": "builtin", "pretrain.vocab": "builtin",
-             "pretrain.steps": 150, "pretrain.batch_size": 16, "pretrain.inputs_length": 64,
-             "pretrain.warmup_steps": 50, "pretrain.checkpoint_every": 50, "pretrain.val_examples": 64,
-             "finetune.tasks": ["builtin_kind", "builtin_summary"], "finetune.vocab": "builtin", "finetune.steps": 150,
+             "pretrain.steps": 500, "pretrain.batch_size": 16, "pretrain.inputs_length": 64,
+             "pretrain.warmup_steps": 50, "pretrain.checkpoint_every": 100, "pretrain.val_examples": 64,
+             "finetune.tasks": ["builtin_kind", "builtin_summary"], "finetune.vocab": "builtin", "finetune.steps": 300,
              "finetune.batch_size": 16, "finetune.inputs_length": 96, "finetune.targets_length": 24,
-             "finetune.eval_every": 75, "finetune.max_val_examples": 64, "finetune.max_decode_length": 24,
+             "finetune.eval_every": 100, "finetune.max_val_examples": 64, "finetune.max_decode_length": 24,
              "pretrain.num_workers": 0, "finetune.num_workers": 0, "trainer.precision": "32-true",
              "trainer.accelerator": "cpu"},
 }
