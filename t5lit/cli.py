@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from t5lit.registry import ConfigError
@@ -34,9 +35,14 @@ def lightning_main(args: list[str]) -> None:
         def add_arguments_to_parser(self, parser):
             parser.link_arguments("model.arch", "data.init_args.arch")
 
-    T5LitCLI(T5LitModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-             trainer_defaults={"callbacks": [ThroughputMonitor()]},
-             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    # LightningCLI reads sys.argv (given ``args`` too, it warns that both are set): hand it ours.
+    saved, sys.argv = sys.argv, [f"{os.path.basename(sys.argv[0] or 't5lit')}", *args]
+    try:
+        T5LitCLI(T5LitModule, L.LightningDataModule, subclass_mode_data=True,
+                 trainer_defaults={"callbacks": [ThroughputMonitor()]},
+                 save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    finally:
+        sys.argv = saved
 
 
 def list_main(kind: str) -> None:
