@@ -161,3 +161,19 @@ def test_vocab_train_on_local_files_and_errors(tmp_path, capsys):
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "x.model").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "report", "--study", "nope"], "no sweep journal"),
+    (["sweep", "run", "sweeps/nope.yaml"], "sweep file not found: sweeps/nope.yaml"),
+    (["sweep", "run", "sweeps/quickstart.yaml", "--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+     "cannot open sweep storage postgresql://u:***@127.0.0.1:1/db"),
+])
+def test_sweep_commands_fail_in_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as err:
+        main([*argv, "--out", str(tmp_path)])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not any(tmp_path.iterdir())  # nothing half-created
