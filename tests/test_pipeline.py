@@ -70,4 +70,16 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, stage):
     with pytest.raises(Crash):
         run_experiment(cfg, tmp_path / "crashed", callbacks=[CrashAt()])
     assert not (tmp_path / "crashed" / "results.json").exists()
-    assert run_experiment(cfg, tmp_path / "crashed") == whole
+
+    class CountSteps(L.Callback):
+        def __init__(self):
+            self.steps: dict[str, int] = {}
+
+        def on_train_batch_end(self, trainer, *args):
+            self.steps[trainer.logger.version] = self.steps.get(trainer.logger.version, 0) + 1
+
+    count = CountSteps()
+    assert run_experiment(cfg, tmp_path / "crashed", callbacks=[count]) == whole
+    crashed = next(v for v in count.steps if v.startswith(stage))
+    assert count.steps[crashed] == 3  # steps 4..6 only: it resumed from the step-3 checkpoint
+    assert "pretrain" not in count.steps or stage == "pretrain"  # a finished stage is not run again
