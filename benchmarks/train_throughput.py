@@ -118,6 +118,10 @@ def measure(a) -> dict:
     import torch
 
     device = torch.device(a.device)
+    if device.type == "cpu" and (a.malloc == "both" or (a.malloc == "ours" and a.which != "hf")):
+        from t5lit.model.cpu import tune_allocator
+
+        tune_allocator()  # what T5LitModule does when it trains on CPU
     from t5lit.lit_module import weighted_cross_entropy
     from t5lit.model.architectures import build_model
     from t5lit.model.hf import to_hf_model  # imports transformers: libraries load before the baseline
@@ -237,6 +241,9 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--attention", default="sdpa", choices=["sdpa", "flex", "eager"])
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
+    p.add_argument("--malloc", choices=["ours", "both", "none"], default="ours",
+                   help="CPU: which processes keep freed memory (t5lit.model.cpu.tune_allocator, applied by "
+                        "T5LitModule's CPU training; default: ours, as users of each get it)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--archs", action="store_true", help="also our decoder-only and prefix-LM at equal params")
@@ -275,7 +282,8 @@ def main(argv=None):
     ours, theirs = results["encoder_decoder"], results["hf"]
     setting = (f"{a.preset or f'{a.layers}+{a.layers} layers d_model {a.d_model}'} batch {a.batch} "
                f"{a.inputs}/{a.targets} {a.precision} (transformers {a.hf_precision or a.precision}) on {a.device}"
-               f"{' compiled' if a.compile else ''}, {a.repeats} run(s) x {a.steps} steps")
+               f"{' compiled' if a.compile else ''}{f', malloc tuned: {a.malloc}' if a.device == 'cpu' else ''}, "
+               f"{a.repeats} run(s) x {a.steps} steps")
     print(setting)
     print(f"{'model':24s} {'params':>12s} {'tokens/s':>10s} {'peak MiB':>9s} {'act. MiB':>9s} "
           f"{'saved MiB':>9s} {'bytes/token':>12s} {'loss':>7s}")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from t5lit.config import ModelConfig, preset_config
 from t5lit.model.architectures import build_model
+from t5lit.model.cpu import tune_allocator
 from t5lit.model.generate import generate
 from t5lit.optim import build_optimizer, schedule_fn
 
@@ -124,6 +125,8 @@ class T5LitModule(L.LightningModule):
         # Dropout masks are a pure function of (seed, step, rank), like the batches, so that a run resumed
         # from a checkpoint takes exactly the steps the uninterrupted run would have taken.
         self._dropout_seed = torch.initial_seed() % 2**31
+        if self.device.type == "cpu":
+            tune_allocator()  # keep freed memory for the next step (T5LIT_TUNE_MALLOC=0 turns it off)
 
     def on_train_batch_start(self, batch, batch_idx):
         world = max(1, self.trainer.world_size)

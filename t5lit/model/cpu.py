@@ -9,11 +9,18 @@ through oneDNN, so it is left to ``F.linear``. The oneDNN call is a custom op, o
 ``CPUAttention``: training attention with T5's learned relative bias, which the fused CPU kernel cannot
 differentiate (see the class).
 
-Both apply to CPU tensors only (attention: in grad mode, without attention dropout); elsewhere the model
+``tune_allocator``: glibc's malloc returns every large freed block to the system and gets it back with fresh,
+zero-filled pages, so each (B, T, T)- or (rows, vocab)-sized activation of a training step page-faults again;
+raising the mmap and trim thresholds keeps freed memory for the next step (T5LitModule applies it when it
+trains on CPU).
+
+The two model paths apply to CPU tensors only (attention: in grad mode, without attention dropout); elsewhere the model
 uses F.linear and sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +32,39 @@ _ENABLED = {"on": True}
 def set_fast_paths(enabled: bool) -> None:
     """Turn the CPU fast paths of this module on or off (process-wide; on by default)."""
     _ENABLED["on"] = bool(enabled)
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # mallopt parameters, glibc's malloc.h
+_TUNED = {"done": False}
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in the process for reuse instead of handing it back to the kernel (glibc only).
+
+    Allocations up to 32 MiB (glibc's largest mmap threshold) come from the heap, and up to 1 GiB of free heap
+    is kept rather than trimmed: a training step then reuses the previous step's pages instead of
+    page-faulting fresh zeroed ones (measured 10-15% of a CPU bf16 step; benchmarks/RESULTS.md). Larger
+    blocks are still mapped per allocation. Process-wide and idempotent; returns whether it applied.
+    ``T5LIT_TUNE_MALLOC=0`` in the environment turns it off.
+    """
+    if _TUNED["done"]:
+        return True
+    if os.environ.get("T5LIT_TUNE_MALLOC", "1").strip() == "0":
+        return False
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
+    _TUNED["done"] = ok
+    return ok
 
 
 def _onednn_ok() -> bool:
@@ -74,72 +114,146 @@ def use_cpu_attention(q: Tensor, p: float) -> bool:
     return _ENABLED["on"] and q.device.type == "cpu" and torch.is_grad_enabled() and p == 0.0
 
 
+_EXP_FLOOR = -87.0  # exp() of anything lower is subnormal or 0, and ~10-40x slower on CPU: clamp to it first
+_WEIGHTS = {"mode": "auto", "budget": 64 << 20}
+
+
+def set_attention_weights(mode: str = "auto", budget_bytes: int = 64 << 20) -> None:
+    """What ``CPUAttention`` keeps for backward (process-wide).
+
+    "recompute": the output and log-sum-exp only; backward recomputes the weights chunk by chunk (the least
+    memory). "keep": the (B, H, Tq, Tk) weights in the input dtype, and the backward skips the recomputation.
+    "auto" (default): keep them under autocast (bf16 weights, half of fp32's bytes) when one call's weights
+    fit ``budget_bytes``, else recompute.
+    """
+    if mode not in ("auto", "keep", "recompute"):
+        raise ValueError(f"attention weights mode {mode!r}: use 'auto', 'keep' or 'recompute'")
+    _WEIGHTS.update(mode=mode, budget=int(budget_bytes))
+
+
+def _keeps_weights(q: Tensor, Tk: int) -> bool:
+    if _WEIGHTS["mode"] != "auto":
+        return _WEIGHTS["mode"] == "keep"
+    B, H, Tq, _ = q.shape
+    return q.dtype != torch.float32 and B * H * Tq * Tk * q.element_size() <= _WEIGHTS["budget"]
+
+
+def _chunk_heads(B: int, H: int, Tq: int, Tk: int) -> int:
+    """(batch, head) pairs per chunk, ~1M weights (4 MiB fp32, in cache and under malloc's mmap threshold):
+    a divisor of H (part of one row), or whole rows when a row's weights are small."""
+    c = max(1, (1 << 20) // (Tq * Tk))
+    return H * min(B, c // H) if c >= H else next(d for d in range(c, 0, -1) if H % d == 0)
+
+
+def _mask_chunk(mask: Tensor, i: int, c: int) -> Tensor:
+    """Pairs i .. i + c of ``mask`` expanded to (B, H, Tq, Tk): a view (c, Tq, Tk)."""
+    B, H, Tq, Tk = mask.shape
+    b, h = divmod(i, H)
+    return mask[b, h: h + c] if c <= H else mask[b: b + c // H].reshape(-1, Tq, Tk)
+
+
 class CPUAttention(torch.autograd.Function):
     """softmax(q k^T + mask) v on CPU, with the gradient of the relative bias inside ``mask`` (scale 1, T5's).
 
     PyTorch's fused CPU (flash) kernel takes an additive mask but gives it no gradient, so sdpa with T5's
-    learned bias runs its math path, which stores (B, H, Tq, Tk) weights per layer for backward; and its
-    flash backward measured slower than the one here even without a bias (cross-attention). Here the forward
-    is the flash kernel (it keeps only the output and the log-sum-exp (B, H, Tq)), and the backward
-    recomputes the weights in cache-sized chunks (``_attention_backward``):
+    learned bias runs its math path, which stores (B, H, Tq, Tk) fp32 weights per layer for backward; and its
+    flash backward measured slower than the one here even without a bias (cross-attention). Two forwards:
+
+    - recompute (fp32, or weights over budget): the flash kernel, which keeps only the output and the
+      log-sum-exp (B, H, Tq); the backward recomputes the weights in cache-sized chunks;
+    - keep (autocast): the weights computed chunk by chunk in fp32 and kept in bf16, which the backward's
+      products use anyway; it then skips the recomputation (~40% of it). ``set_attention_weights`` chooses.
+
+    The backward (``_attention_backward``), per chunk:
 
         P = exp(q k^T + mask - lse)    dv = P^T dO    dS = P * (dO v^T - rowsum(dO * O))
         dq = dS k                      dk = dS^T q    dbias = dS, summed over the batch if bias has one row
 
     mask (B|1, H|1, Tq, Tk) is ``bias`` (or zeros) with the disallowed positions at the most negative value,
-    detached: there P is 0, so dS is 0 and the bias gets no gradient, as masked_fill's backward would give it.
-    bias (B|1, H, Tq, Tk) or None (cross-attention) only receives the gradient.
+    detached: there P is 0 (or below 1e-37, see _EXP_FLOOR), so dS is 0 and the bias gets no gradient, as
+    masked_fill's backward would give it. bias (B|1, H, Tq, Tk) or None (cross-attention) only receives the
+    gradient.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, mask, bias):
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
-                                                                              scale=1.0)
-        ctx.save_for_backward(q, k, v, mask, out, lse)
         ctx.bias_rows = 0 if bias is None else bias.shape[0]
+        ctx.kept = _keeps_weights(q, k.shape[2])
+        if ctx.kept:
+            out, weights = _attention_forward_keeping_weights(q, k, v, mask)
+            ctx.save_for_backward(q, k, v, out, *weights)
+        else:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
+                                                                                  attn_mask=mask, scale=1.0)
+            ctx.save_for_backward(q, k, v, out, mask, lse)
         return out
 
     @staticmethod
     def backward(ctx, d_out):
+        q, k, v, out, *rest = ctx.saved_tensors
+        mask, lse, weights = (None, None, rest) if ctx.kept else (*rest, None)
         with torch.autocast("cpu", enabled=False):  # torch.compile traces backward under forward's autocast
-            return _attention_backward(d_out, *ctx.saved_tensors, ctx.bias_rows)
+            return _attention_backward(d_out, q, k, v, out, mask, lse, weights, ctx.bias_rows)
 
 
-def _attention_backward(d_out: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, out: Tensor, lse: Tensor,
-                        bias_rows: int) -> tuple[Tensor | None, ...]:
-    """Gradients of ``CPUAttention``, c (row, head) pairs at a time: the recomputed (c, Tq, Tk) weights
-    (~4 MiB fp32) stay in cache and under malloc's mmap threshold, where a fresh (B, H, Tq, Tk) tensor
-    page-faults on every use.
+def _attention_forward_keeping_weights(q: Tensor, k: Tensor, v: Tensor, mask: Tensor
+                                       ) -> tuple[Tensor, list[Tensor]]:
+    """-> output (B, H, Tq, dk), the weights as one (c, Tq, Tk) tensor per chunk of c (batch, head) pairs, in
+    q's dtype. Scores and softmax in fp32. Chunks, not one (B*H, Tq, Tk) tensor: each stays under malloc's
+    mmap threshold, so the next step reuses its memory instead of page-faulting a fresh mapping."""
+    B, H, Tq, dk = q.shape
+    Tk = k.shape[2]
+    qf, kf = (t.to(torch.float32).reshape(B * H, -1, dk) for t in (q, k))
+    vl = v.reshape(B * H, Tk, dk)
+    mask = mask.expand(B, H, Tq, Tk)
+    out = torch.empty(B * H, Tq, dk, dtype=q.dtype, device=q.device)
+    weights = []
+    c = _chunk_heads(B, H, Tq, Tk)
+    for i in range(0, B * H, c):
+        r = slice(i, i + c)
+        s = torch.baddbmm(_mask_chunk(mask, i, c), qf[r], kf[r].transpose(1, 2))  # (c, Tq, Tk) fp32
+        s.sub_(s.amax(-1, keepdim=True)).clamp_min_(_EXP_FLOOR).exp_()
+        weights.append(s.div_(s.sum(-1, keepdim=True)).to(q.dtype))
+        torch.bmm(weights[-1], vl[r], out=out[r])
+    return out.view(B, H, Tq, dk), weights
 
-    Scores and the softmax are fp32; with bf16 inputs (autocast), P, dP and dS are rounded to bf16 for the
-    four products with dO, P and dS (fp32 accumulation), as FlashAttention's backward does.
+
+def _attention_backward(d_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, mask: Tensor | None,
+                        lse: Tensor | None, weights: list[Tensor] | None, bias_rows: int
+                        ) -> tuple[Tensor | None, ...]:
+    """Gradients of ``CPUAttention``, c (batch, head) pairs at a time (``_chunk_heads``), from the kept
+    ``weights`` or from weights recomputed per chunk from ``mask`` and ``lse`` (fp32 scores and softmax).
+
+    The products with dO, P and dS take operands in the inputs' dtype (bf16 under autocast) with fp32
+    accumulation, as FlashAttention's backward does; dS = P * (dO v^T - delta) is one baddbmm.
     """
     B, H, Tq, dk = q.shape
     Tk = k.shape[2]
     f32, low = torch.float32, q.dtype  # low: the dtype of the products (fp32, or autocast's bf16)
-    qf, kf = (t.to(f32).reshape(B * H, -1, dk) for t in (q, k))  # (B*H, T, dk), for the fp32 scores
     ql, kl, vl, gl = (t.reshape(B * H, -1, dk) for t in (q, k, v, d_out.to(low)))
-    mask = mask.expand(B, H, Tq, Tk)  # a view: (B|1, H|1, ..) broadcasts
-    lse = lse.reshape(B * H, Tq, 1)
-    delta = (d_out.to(f32) * out.to(f32)).sum(-1, keepdim=True).reshape(B * H, Tq, 1)  # rowsum(dO * O)
+    if weights is None:
+        qf, kf = (t.to(f32).reshape(B * H, -1, dk) for t in (q, k))  # for the fp32 scores
+        mask = mask.expand(B, H, Tq, Tk)  # a view: (B|1, H|1, ..) broadcasts
+        lse = lse.reshape(B * H, Tq, 1)
+    delta = (d_out.to(f32) * out.to(f32)).sum(-1, keepdim=True).reshape(B * H, Tq, 1).to(low)  # rowsum(dO * O)
     dq, dk_, dv = (torch.empty(B * H, n, dk, dtype=low, device=q.device) for n in (Tq, Tk, Tk))
     d_bias = torch.zeros(bias_rows * H, Tq, Tk, dtype=f32, device=q.device) if bias_rows else None
-    # c (batch, head) pairs per chunk, ~1M weights: a divisor of H (part of one row), or whole rows when small
-    c = max(1, (1 << 20) // (Tq * Tk))
-    c = H * min(B, c // H) if c >= H else next(d for d in range(c, 0, -1) if H % d == 0)
-    for i in range(0, B * H, c):
+    c = _chunk_heads(B, H, Tq, Tk)
+    for n, i in enumerate(range(0, B * H, c)):
         r = slice(i, i + c)
-        b, h = divmod(i, H)
-        m = mask[b, h: h + c] if c <= H else mask[b: b + c // H].reshape(-1, Tq, Tk)  # (c, Tq, Tk)
-        p = torch.baddbmm(m, qf[r], kf[r].transpose(1, 2)).sub_(lse[r]).exp_()  # P (c, Tq, Tk), fp32
-        p = p.to(low)  # a copy only under autocast
+        if weights is not None:
+            p = weights[n]
+        else:  # P (c, Tq, Tk) in fp32, then rounded to ``low`` (a copy only under autocast)
+            p = torch.baddbmm(_mask_chunk(mask, i, c), qf[r], kf[r].transpose(1, 2))
+            p = p.sub_(lse[r]).clamp_min_(_EXP_FLOOR).exp_().to(low)
         torch.bmm(p.transpose(1, 2), gl[r], out=dv[r])
-        ds = torch.bmm(gl[r], vl[r].transpose(1, 2)).sub_(delta[r]).mul_(p)  # dS (c, Tq, Tk), in ``low``
+        ds = torch.baddbmm(delta[r], gl[r], vl[r].transpose(1, 2), beta=-1).mul_(p)  # dS (c, Tq, Tk), ``low``
         torch.bmm(ds, kl[r], out=dq[r])
         torch.bmm(ds.transpose(1, 2), ql[r], out=dk_[r])
         if bias_rows == B and B > 1:  # packed: a bias per row
             d_bias[r] = ds
         elif bias_rows:  # bias (1, H, ..): one row for the whole batch
+            b, h = divmod(i, H)
             if c <= H:
                 d_bias[h: h + c] += ds
             else:

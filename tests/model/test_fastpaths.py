@@ -6,6 +6,11 @@ rows; bf16 autocast; torch.compile (slow); flex attention (CUDA only). The refer
 with the CPU fast paths switched off: plain F.linear, softmax(q k^T + bias) v in autograd.
 """
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -124,10 +129,20 @@ def test_onednn_linear_matches_f_linear():
     torch.testing.assert_close(gw, w.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.fixture
+def weights_mode():
+    """Sets what CPUAttention keeps for backward; always restores "auto"."""
+    yield cpu.set_attention_weights
+    cpu.set_attention_weights("auto")
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
 @pytest.mark.parametrize("B, H, Tq, Tk, bias_rows",
                          [(3, 4, 7, 7, 1), (2, 4, 5, 9, 0), (3, 2, 6, 6, 3), (2, 8, 300, 300, 1)])
-def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows):
-    """Also the chunking: 300 x 300 weights make chunks of fewer heads than a row has."""
+def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows, mode, weights_mode):
+    """Both backward sources (recomputed or kept weights); also the chunking: 300 x 300 weights make chunks
+    of fewer heads than a row has."""
+    weights_mode(mode)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, H, n, 8, generator=g, requires_grad=True) for n in (Tq, Tk, Tk))
     allowed = torch.rand(B, 1, Tq, Tk, generator=g) > 0.3
@@ -147,6 +162,18 @@ def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows):
     torch.testing.assert_close(out, want_out, rtol=1e-5, atol=1e-5)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_weights_mode_auto_keeps_bf16_within_budget(weights_mode):
+    q32 = torch.zeros(2, 4, 64, 8)
+    assert not cpu._keeps_weights(q32, 64)  # fp32: recompute (the least memory)
+    assert cpu._keeps_weights(q32.bfloat16(), 64)  # 2*4*64*64 bf16 weights: 64 KiB
+    weights_mode("auto", budget_bytes=1024)
+    assert not cpu._keeps_weights(q32.bfloat16(), 64)
+    weights_mode("keep")
+    assert cpu._keeps_weights(q32, 64)
+    with pytest.raises(ValueError, match="use 'auto', 'keep' or 'recompute'"):
+        cpu.set_attention_weights("always")
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
@@ -173,9 +200,11 @@ def test_fused_projections_keep_transformers_layout():
             assert f"{stack}.layers.0.{kind}.{p}.weight" in names
 
 
+@pytest.mark.parametrize("mode", ["auto", "recompute"])  # auto keeps the bf16 weights here
 @pytest.mark.parametrize("arch", ARCHS)
-def test_bf16_autocast_is_close_to_fp32(arch):
+def test_bf16_autocast_is_close_to_fp32(arch, mode, weights_mode):
     _, fast = pair(arch)
+    weights_mode(mode)
     f, targets, weights = batch(arch, packed=arch != "decoder_only")
     want_loss, want = loss_and_grads(fast, f, targets, weights)
     got_loss, got = loss_and_grads(fast, f, targets, weights, dtype=torch.bfloat16)
@@ -209,3 +238,30 @@ def test_flex_matches_eager_gradients_on_cuda(arch):
     got_loss, got = loss_and_grads(fast, f, targets.cuda(), weights.cuda())
     torch.testing.assert_close(got_loss, want_loss, rtol=1e-4, atol=1e-4)
     assert_grads_close(got, want, rtol=1e-3, atol=1e-4)
+
+
+_RSS_AFTER_FREE = """
+import sys, torch
+from t5lit.model.cpu import tune_allocator
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+applied = tune_allocator() if sys.argv[1] == "tune" else False
+x = torch.ones(4 << 20)  # 16 MiB
+before = rss()
+del x
+print(applied, before - rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="tune_allocator sets glibc's malloc")
+@pytest.mark.parametrize("how", ["tune", "default", "tune-but-disabled"])
+def test_tune_allocator_keeps_freed_memory_for_reuse(how):
+    """Untuned, glibc maps a 16 MiB block and unmaps it on free (the next step page-faults it again); tuned,
+    the block stays in the heap. Run in a child: the setting is process-wide."""
+    env = dict(os.environ, T5LIT_TUNE_MALLOC="0" if how == "tune-but-disabled" else "1")
+    out = subprocess.run([sys.executable, "-c", _RSS_AFTER_FREE, how.split("-")[0]], capture_output=True,
+                         text=True, env=env, check=True).stdout.split()
+    applied, returned_mib = out[0] == "True", int(out[1])
+    assert applied == (how == "tune")
+    assert (returned_mib < 4) if applied else (returned_mib >= 12)
