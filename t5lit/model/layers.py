@@ -10,6 +10,7 @@ backend trains through ``t5lit.model.cpu`` (oneDNN linears, flash forward with a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -220,8 +221,20 @@ def _eager(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, allowed: Tensor
     return weights @ v
 
 
+@functools.cache
+def _compiled_flex_attention():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
 def _flex(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, block_mask, p: float) -> Tensor:
-    """FlexAttention: score_mod adds the stack's precomputed bias; the BlockMask skips masked blocks."""
+    """FlexAttention: score_mod adds the stack's precomputed bias; the BlockMask skips masked blocks.
+
+    Uncompiled, flex_attention is a dense reference that materialises the scores; its fused kernel comes from
+    torch.compile. Inside a compiled model the call is traced with the model; in an eager model on CUDA it
+    goes through a compiled flex_attention of its own.
+    """
     from torch.nn.attention.flex_attention import flex_attention
 
     check_flex_device(q)
@@ -235,7 +248,8 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, block_mask, p: f
         def score_mod(score, b, h, q_idx, kv_idx):
             return score + bias[0 if one_batch else b, h, q_idx, kv_idx].to(score.dtype)
 
-    return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=1.0)
+    fn = flex_attention if torch.compiler.is_compiling() or q.device.type != "cuda" else _compiled_flex_attention()
+    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=1.0)
 
 
 class FeedForward(nn.Module):

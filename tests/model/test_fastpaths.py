@@ -2,7 +2,8 @@
 
 Fast paths: oneDNN fp32 linear and the CPU attention (flash forward, chunked backward with the bias
 gradient) in t5lit/model/cpu.py; the fused [q; k; v] and [k; v] projections; the Toeplitz bias of unpacked
-rows; bf16 autocast; torch.compile (slow); flex attention (CUDA only). The reference is the eager backend
+rows; bf16 autocast; torch.compile (slow); flex attention (its dense reference on CPU, the compiled kernel
+on CUDA only). The reference is the eager backend
 with the CPU fast paths switched off: plain F.linear, softmax(q k^T + bias) v in autograd.
 """
 
@@ -265,3 +266,30 @@ def test_tune_allocator_keeps_freed_memory_for_reuse(how):
     applied, returned_mib = out[0] == "True", int(out[1])
     assert applied == (how == "tune")
     assert (returned_mib < 4) if applied else (returned_mib >= 12)
+
+
+@pytest.fixture
+def flex_on_cpu(monkeypatch):
+    """Lifts the CUDA-only guards (ours and FlexAttention's "no backward on CPU"): uncompiled, flex_attention
+    is its dense reference implementation, which has a backward on any device. It checks our score_mod (the
+    precomputed bias, shared or per row), the BlockMasks (causal, prefix, packed, padding) and the bias
+    gradient that flows through score_mod; the compiled CUDA kernel itself needs a GPU (the test above)."""
+    import torch.nn.attention.flex_attention as fa
+
+    from t5lit.model import layers, stack
+
+    monkeypatch.setattr(fa, "_validate_device", lambda *args: None)
+    monkeypatch.setattr(layers, "check_flex_device", lambda x: None)
+    monkeypatch.setattr(stack, "check_flex_device", lambda x: None)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_flex_path_matches_eager_gradients(arch, packed, flex_on_cpu):
+    ref, flex = pair(arch, attention="flex")
+    f, targets, weights = batch(arch, packed=packed)
+    want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(flex, f, targets, weights)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-5)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-5)
