@@ -1,10 +1,10 @@
 """Every fast path against the eager reference: same losses and gradients within tolerance.
 
-Fast paths: oneDNN fp32 linear and the CPU attention (flash forward, chunked backward with the bias
-gradient) in t5lit/model/cpu.py; the fused [q; k; v] and [k; v] projections; the Toeplitz bias of unpacked
-rows; bf16 autocast; torch.compile (slow); flex attention (its dense reference on CPU, the compiled kernel
-on CUDA only). The reference is the eager backend
-with the CPU fast paths switched off: plain F.linear, softmax(q k^T + bias) v in autograd.
+Fast paths: oneDNN fp32 linear and the CPU attention (flash forward or kept weights, chunked backward with
+the bias gradient) in t5lit/model/cpu.py; the fused [q; k; v] and [k; v] projections; the Toeplitz bias of
+unpacked rows; bf16 autocast; torch.compile (slow); flex attention (its dense reference on CPU, the compiled
+kernel on CUDA only). The reference is the eager backend with the CPU fast paths switched off: plain
+F.linear, softmax(q k^T + bias) v in autograd.
 """
 
 import os
