@@ -7,15 +7,16 @@ forward and the input gradient, ~1.5x for the weight gradient on a 2-core EPYC. 
 through oneDNN, so it is left to ``F.linear``. The oneDNN call is a custom op, opaque to torch.compile.
 
 ``CPUAttention``: training attention with T5's learned relative bias, which the fused CPU kernel cannot
-differentiate (see the class).
+differentiate (see the class). Under bf16 autocast it keeps its bf16 weights for backward (within a budget,
+``set_attention_weights``); in fp32 it recomputes them, for memory.
 
 ``tune_allocator``: glibc's malloc returns every large freed block to the system and gets it back with fresh,
 zero-filled pages, so each (B, T, T)- or (rows, vocab)-sized activation of a training step page-faults again;
 raising the mmap and trim thresholds keeps freed memory for the next step (T5LitModule applies it when it
 trains on CPU).
 
-The two model paths apply to CPU tensors only (attention: in grad mode, without attention dropout); elsewhere the model
-uses F.linear and sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
+The two model paths apply to CPU tensors only (attention: in grad mode, without attention dropout); elsewhere
+the model uses F.linear and sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
 """
 
 from __future__ import annotations
