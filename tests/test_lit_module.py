@@ -48,6 +48,27 @@ def test_training_reduces_loss_on_a_fixed_batch(arch):
     assert "train/loss" in trainer.callback_metrics and "train/lr" in trainer.callback_metrics
 
 
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "prefix_lm"])
+def test_bf16_mixed_training_on_cpu_keeps_attention_weights_and_learns(arch, monkeypatch):
+    """Lightning's bf16-mixed on CPU is torch.autocast: the attention then keeps its bf16 weights for backward."""
+    from t5lit.model import cpu
+
+    kept = []
+    keep = cpu._attention_forward_keeping_weights
+    monkeypatch.setattr(cpu, "_attention_forward_keeping_weights", lambda *a: kept.append(a[0].dtype) or keep(*a))
+    torch.manual_seed(0)
+    module = T5LitModule(preset="tiny", arch=arch, model_overrides={"dropout_rate": 0.0}, optimizer="adamw",
+                         lr=3e-3, schedule="constant", warmup_steps=0)
+    batch = batch_for(arch)
+    trainer = L.Trainer(max_steps=30, accelerator="cpu", precision="bf16-mixed", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    first = module.model_step(batch)[1].item()
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 30, batch_size=None))
+    assert module.model_step(batch)[1].item() < first - 0.5
+    assert kept and set(kept) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # mixed: fp32 weights
+
+
 def test_checkpoint_holds_the_model_config(tmp_path):
     module = T5LitModule(preset="tiny", model_overrides={"num_decoder_layers": 1})
     assert module.hparams["model_config"]["num_decoder_layers"] == 1

@@ -15,8 +15,8 @@ zero-filled pages, so each (B, T, T)- or (rows, vocab)-sized activation of a tra
 raising the mmap and trim thresholds keeps freed memory for the next step (T5LitModule applies it when it
 trains on CPU).
 
-The two model paths apply to CPU tensors only (attention: in grad mode, without attention dropout); elsewhere
-the model uses F.linear and sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
+The two model paths apply to CPU tensors only (attention: in grad mode); elsewhere the model uses F.linear and
+sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
 """
 
 from __future__ import annotations
@@ -110,9 +110,9 @@ class _OneDNNLinear(torch.autograd.Function):
         return dx, dw
 
 
-def use_cpu_attention(q: Tensor, p: float) -> bool:
-    """``CPUAttention`` for training on CPU without attention dropout (the flash kernel has none on CPU)."""
-    return _ENABLED["on"] and q.device.type == "cpu" and torch.is_grad_enabled() and p == 0.0
+def use_cpu_attention(q: Tensor) -> bool:
+    """``CPUAttention`` for training on CPU (with or without attention-weight dropout)."""
+    return _ENABLED["on"] and q.device.type == "cpu" and torch.is_grad_enabled()
 
 
 _EXP_FLOOR = -87.0  # exp() of anything lower is subnormal or 0, and ~10-40x slower on CPU: clamp to it first
@@ -164,6 +164,8 @@ class CPUAttention(torch.autograd.Function):
       log-sum-exp (B, H, Tq); the backward recomputes the weights in cache-sized chunks;
     - keep (autocast): the weights computed chunk by chunk in fp32 and kept in bf16, which the backward's
       products use anyway; it then skips the recomputation (~40% of it). ``set_attention_weights`` chooses.
+      Attention-weight dropout (``dropout_p``) always takes this path and keeps its mask too (bool): still
+      less than sdpa's math path, which it replaces, keeps.
 
     The backward (``_attention_backward``), per chunk:
 
@@ -177,12 +179,13 @@ class CPUAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, bias):
-        ctx.bias_rows = 0 if bias is None else bias.shape[0]
-        ctx.kept = _keeps_weights(q, k.shape[2])
+    def forward(ctx, q, k, v, mask, bias, dropout_p=0.0):
+        ctx.bias_rows, ctx.dropout_p = 0 if bias is None else bias.shape[0], dropout_p
+        ctx.kept = dropout_p > 0.0 or _keeps_weights(q, k.shape[2])
         if ctx.kept:
-            out, weights = _attention_forward_keeping_weights(q, k, v, mask)
-            ctx.save_for_backward(q, k, v, out, *weights)
+            out, weights, keep = _attention_forward_keeping_weights(q, k, v, mask, dropout_p)
+            ctx.n_chunks = len(weights)
+            ctx.save_for_backward(q, k, v, out, *weights, *keep)
         else:
             out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False,
                                                                                   attn_mask=mask, scale=1.0)
@@ -192,41 +195,63 @@ class CPUAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out):
         q, k, v, out, *rest = ctx.saved_tensors
-        mask, lse, weights = (None, None, rest) if ctx.kept else (*rest, None)
+        if ctx.kept:
+            mask, lse, weights, keep = None, None, rest[:ctx.n_chunks], rest[ctx.n_chunks:] or None
+        else:
+            (mask, lse), weights, keep = rest, None, None
         with torch.autocast("cpu", enabled=False):  # torch.compile traces backward under forward's autocast
-            return _attention_backward(d_out, q, k, v, out, mask, lse, weights, ctx.bias_rows)
+            grads = _attention_backward(d_out, q, k, v, out, mask, lse, weights, keep, ctx.dropout_p,
+                                        ctx.bias_rows)
+        return *grads, None
 
 
-def _attention_forward_keeping_weights(q: Tensor, k: Tensor, v: Tensor, mask: Tensor
-                                       ) -> tuple[Tensor, list[Tensor]]:
-    """-> output (B, H, Tq, dk), the weights as one (c, Tq, Tk) tensor per chunk of c (batch, head) pairs, in
-    q's dtype. Scores and softmax in fp32. Chunks, not one (B*H, Tq, Tk) tensor: each stays under malloc's
-    mmap threshold, so the next step reuses its memory instead of page-faulting a fresh mapping."""
+def _attention_forward_keeping_weights(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float = 0.0
+                                       ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """-> output (B, H, Tq, dk); the weights P as one (c, Tq, Tk) tensor per chunk of c (batch, head) pairs,
+    in q's dtype; with dropout, the kept positions per chunk (bool; the output is (P * keep / (1 - p)) v).
+
+    Scores and softmax in fp32. Chunks, not one (B*H, Tq, Tk) tensor: each stays under malloc's mmap
+    threshold, so the next step reuses its memory instead of page-faulting a fresh mapping."""
     B, H, Tq, dk = q.shape
     Tk = k.shape[2]
     qf, kf = (t.to(torch.float32).reshape(B * H, -1, dk) for t in (q, k))
     vl = v.reshape(B * H, Tk, dk)
     mask = mask.expand(B, H, Tq, Tk)
     out = torch.empty(B * H, Tq, dk, dtype=q.dtype, device=q.device)
-    weights = []
+    weights, keep = [], []
     c = _chunk_heads(B, H, Tq, Tk)
     for i in range(0, B * H, c):
         r = slice(i, i + c)
         s = torch.baddbmm(_mask_chunk(mask, i, c), qf[r], kf[r].transpose(1, 2))  # (c, Tq, Tk) fp32
         s.sub_(s.amax(-1, keepdim=True)).clamp_min_(_EXP_FLOOR).exp_()
         weights.append(s.div_(s.sum(-1, keepdim=True)).to(q.dtype))
-        torch.bmm(weights[-1], vl[r], out=out[r])
-    return out.view(B, H, Tq, dk), weights
+        if dropout_p > 0.0:
+            keep.append(_dropout_keep(s.shape, dropout_p, q.device))
+            torch.bmm(_dropped(weights[-1], keep[-1], dropout_p), vl[r], out=out[r])
+        else:
+            torch.bmm(weights[-1], vl[r], out=out[r])
+    return out.view(B, H, Tq, dk), weights, keep
+
+
+def _dropout_keep(shape: torch.Size, p: float, device: torch.device) -> Tensor:
+    """Which attention weights dropout keeps (each with probability 1 - p), from torch's global generator."""
+    return torch.rand(shape, device=device) >= p
+
+
+def _dropped(weights: Tensor, keep: Tensor, p: float) -> Tensor:
+    return weights.masked_fill(~keep, 0).mul_(1.0 / (1.0 - p))
 
 
 def _attention_backward(d_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, mask: Tensor | None,
-                        lse: Tensor | None, weights: list[Tensor] | None, bias_rows: int
-                        ) -> tuple[Tensor | None, ...]:
+                        lse: Tensor | None, weights: list[Tensor] | None, keep: list[Tensor] | None,
+                        dropout_p: float, bias_rows: int) -> tuple[Tensor | None, ...]:
     """Gradients of ``CPUAttention``, c (batch, head) pairs at a time (``_chunk_heads``), from the kept
     ``weights`` or from weights recomputed per chunk from ``mask`` and ``lse`` (fp32 scores and softmax).
 
     The products with dO, P and dS take operands in the inputs' dtype (bf16 under autocast) with fp32
-    accumulation, as FlashAttention's backward does; dS = P * (dO v^T - delta) is one baddbmm.
+    accumulation, as FlashAttention's backward does; dS = P * (dO v^T - delta) is one baddbmm. With dropout
+    (kept weights only): dv = (P * keep / (1 - p))^T dO and dS = P * ((dO v^T) * keep / (1 - p) - delta),
+    where delta = rowsum(dO * O) still equals rowsum(P * dP) of the dropped weights.
     """
     B, H, Tq, dk = q.shape
     Tk = k.shape[2]
@@ -247,8 +272,12 @@ def _attention_backward(d_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Ten
         else:  # P (c, Tq, Tk) in fp32, then rounded to ``low`` (a copy only under autocast)
             p = torch.baddbmm(_mask_chunk(mask, i, c), qf[r], kf[r].transpose(1, 2))
             p = p.sub_(lse[r]).clamp_min_(_EXP_FLOOR).exp_().to(low)
-        torch.bmm(p.transpose(1, 2), gl[r], out=dv[r])
-        ds = torch.baddbmm(delta[r], gl[r], vl[r].transpose(1, 2), beta=-1).mul_(p)  # dS (c, Tq, Tk), ``low``
+        if keep is None:
+            torch.bmm(p.transpose(1, 2), gl[r], out=dv[r])
+            ds = torch.baddbmm(delta[r], gl[r], vl[r].transpose(1, 2), beta=-1).mul_(p)  # dS (c, Tq, Tk), ``low``
+        else:
+            torch.bmm(_dropped(p, keep[n], dropout_p).transpose(1, 2), gl[r], out=dv[r])
+            ds = _dropped(torch.bmm(gl[r], vl[r].transpose(1, 2)), keep[n], dropout_p).sub_(delta[r]).mul_(p)
         torch.bmm(ds, kl[r], out=dq[r])
         torch.bmm(ds.transpose(1, 2), ql[r], out=dk_[r])
         if bias_rows == B and B > 1:  # packed: a bias per row

@@ -202,8 +202,8 @@ class Attention(nn.Module):
             out = _flex(q, k, v, mask.bias, mask.block_mask, p)
         elif self.backend == "eager":
             out = _eager(q, k, v, mask.bias, mask.allowed, p, self.training)
-        elif use_cpu_attention(q, p):
-            out = CPUAttention.apply(q, k, v, mask.additive.detach(), mask.bias)
+        elif use_cpu_attention(q):
+            out = CPUAttention.apply(q, k, v, mask.additive.detach(), mask.bias, p)
         else:  # sdpa (flex falls back here for incremental decoding, where there is no BlockMask)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.additive.to(q.dtype), dropout_p=p,
                                                  scale=1.0)

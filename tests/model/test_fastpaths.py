@@ -165,6 +165,52 @@ def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows, mode, weights_mode)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("B, H, Tq, Tk, bias_rows", [(3, 4, 7, 7, 1), (2, 4, 5, 9, 0), (2, 8, 300, 300, 1)])
+def test_cpu_attention_dropout_matches_math_with_the_same_mask(B, H, Tq, Tk, bias_rows, monkeypatch):
+    """softmax(q k^T + mask) * keep / (1 - p) @ v in autograd, with the keep masks the fast path drew."""
+    p = 0.25
+    drawn = []
+    draw = cpu._dropout_keep
+    monkeypatch.setattr(cpu, "_dropout_keep", lambda *a: drawn.append(draw(*a)) or drawn[-1])
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, H, n, 8, generator=g, requires_grad=True) for n in (Tq, Tk, Tk))
+    allowed = torch.rand(B, 1, Tq, Tk, generator=g) > 0.3
+    allowed[..., 0] = True
+    bias = torch.randn(bias_rows, H, Tq, Tk, generator=g, requires_grad=True) if bias_rows else None
+    base = torch.zeros(1, 1, Tq, Tk) if bias is None else bias
+    mask = base.masked_fill(~allowed, torch.finfo(torch.float32).min)
+    dy = torch.randn(B, H, Tq, 8, generator=g)
+    leaves = (q, k, v) + ((bias,) if bias is not None else ())
+    out = cpu.CPUAttention.apply(q, k, v, mask.detach(), bias, p)
+    out.backward(dy)
+    got = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    keep = torch.cat(drawn).view(B, H, Tq, Tk)
+    assert 0.6 < keep.float().mean() < 0.9  # ~1 - p kept
+    want_out = (torch.softmax(q @ k.transpose(-1, -2) + mask, -1) * keep / (1 - p)) @ v
+    want_out.backward(dy)
+    torch.testing.assert_close(out, want_out, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, [t.grad for t in leaves], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_training_with_attention_dropout_takes_the_cpu_path_and_is_seeded(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cpu, "_dropout_keep", lambda shape, p, device: calls.append(p) or torch.rand(shape) >= p)
+    _, fast = pair("encoder_decoder", dropout_rate=0.1)
+    f, targets, weights = batch("encoder_decoder", packed=True)
+    torch.manual_seed(3)
+    loss_a, grads_a = loss_and_grads(fast, f, targets, weights)
+    assert calls and set(calls) == {0.1}
+    torch.manual_seed(3)
+    loss_b, grads_b = loss_and_grads(fast, f, targets, weights)
+    torch.manual_seed(4)
+    loss_c, _ = loss_and_grads(fast, f, targets, weights)
+    assert torch.equal(loss_a, loss_b) and all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+    assert not torch.equal(loss_a, loss_c)
+
+
 def test_attention_weights_mode_auto_keeps_bf16_within_budget(weights_mode):
     q32 = torch.zeros(2, 4, 64, 8)
     assert not cpu._keeps_weights(q32, 64)  # fp32: recompute (the least memory)
