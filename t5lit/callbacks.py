@@ -191,10 +191,11 @@ class BestPerTask(L.Callback):
             score = sum(metrics.values()) / len(metrics)
             if task not in self.best or score > self.best[task]["score"]:
                 self.best[task] = {"score": score, "step": step, "metrics": metrics}
-                if self.keep and trainer.is_global_zero:
+                if self.keep:  # every rank decides alike (the metrics are gathered), and saving is collective
                     path = os.path.join(self.dirpath, f"best-{task}.ckpt")
-                    trainer.save_checkpoint(path + ".tmp")
-                    os.replace(path + ".tmp", path)
+                    trainer.save_checkpoint(path + ".tmp")  # global rank 0 writes it
+                    if trainer.is_global_zero:
+                        os.replace(path + ".tmp", path)
         if "val/loss" in trainer.callback_metrics:
             self.history.setdefault("loss", []).append([step, {"loss": float(trainer.callback_metrics["val/loss"])}])
         if trainer.is_global_zero:

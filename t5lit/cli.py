@@ -194,7 +194,13 @@ def dispatch(argv: list[str]) -> None:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         lightning_main(argv)
         return
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if ns.command == "run":  # argparse ends a nargs="*" positional at the first option: take the rest too
+        ns.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if e not in ns.overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if ns.command == "list":
         list_main(ns.kind)
     elif ns.command == "run":

@@ -182,7 +182,9 @@ class T5LitModule(L.LightningModule):
         scores, samples = dm.score_predictions(tasks, examples, preds)
         for task, metrics in scores.items():
             for name, value in metrics.items():
-                self.log(f"val/{task}/{name}", float(value), rank_zero_only=True)
+                # every rank scored all predictions (gathered above): the same value, and BestPerTask on
+                # every rank sees it (its checkpoint saving is collective)
+                self.log(f"val/{task}/{name}", float(value), sync_dist=True)
         writer = getattr(self.logger, "experiment", None)
         if samples and hasattr(writer, "add_text") and self.trainer.is_global_zero:
             for task, text in samples.items():

@@ -117,10 +117,12 @@ def pretrain(cfg: dict, run_dir: Path, callbacks=()) -> Path | None:
                                                                   *callbacks],
                        val_check_interval=min(p["checkpoint_every"], p["steps"]), check_val_every_n_epoch=None)
     _fit(trainer, module, data, stage_dir)
-    trainer.save_checkpoint(str(final) + ".tmp")
-    os.replace(str(final) + ".tmp", final)
-    atomic_write_json(stage_dir / "done.json", {"step": trainer.global_step,
-                                                "val_loss": float(trainer.callback_metrics.get("val/loss", math.nan))})
+    trainer.save_checkpoint(str(final) + ".tmp")  # on every rank (a collective); global rank 0 writes it
+    if trainer.is_global_zero:
+        os.replace(str(final) + ".tmp", final)
+        atomic_write_json(stage_dir / "done.json", {
+            "step": trainer.global_step, "val_loss": float(trainer.callback_metrics.get("val/loss", math.nan))})
+    trainer.strategy.barrier("t5lit-pretrain-done")  # the other ranks read final.ckpt next
     return final
 
 
@@ -154,7 +156,9 @@ def finetune(cfg: dict, run_dir: Path, task: str, init: Path | None, callbacks=(
                        val_check_interval=min(f["eval_every"], f["steps"]), check_val_every_n_epoch=None,
                        num_sanity_val_steps=0)
     _fit(trainer, module, data, stage_dir)
-    atomic_write_json(done, {"step": trainer.global_step})
+    if trainer.is_global_zero:
+        atomic_write_json(done, {"step": trainer.global_step})
+    trainer.strategy.barrier("t5lit-finetune-done")
     return best.state_dict()
 
 
@@ -182,7 +186,9 @@ def run_experiment(cfg: dict, run_dir: str | Path, *, trial=None, callbacks=()) 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.json"
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    lead = _is_global_zero()  # with DDP every rank runs this function; rank 0 writes the run's files
+    if lead:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     callbacks = list(callbacks)
     if trial is not None:
         from t5lit.callbacks import OptunaPruningCallback
@@ -201,9 +207,20 @@ def run_experiment(cfg: dict, run_dir: str | Path, *, trial=None, callbacks=()) 
             curves[f"{task}/{key}" if key == "loss" else key] = [[s, sum(m.values()) / len(m)] for s, m in hist]
     results = {"name": cfg.get("name"), "status": "complete", "scores": scores,
                "summary": summarize(scores, tasks), "val_curves": curves}
-    _log_hparams(cfg, results, run_dir)
-    atomic_write_json(results_path, results)
+    if lead:
+        _log_hparams(cfg, results, run_dir)
+        atomic_write_json(results_path, results)
     return results
+
+
+def _is_global_zero() -> bool:
+    """Global rank 0, or no DDP: torch.distributed once initialised, else the variables Lightning's DDP
+    launcher gives the processes it starts (the first process has none until its first fit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return all(int(os.environ.get(key, "0") or 0) == 0 for key in ("RANK", "NODE_RANK", "LOCAL_RANK"))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -237,6 +254,8 @@ def run_cli(path: str, overrides: list[str], run_dir: str | None) -> dict:
     cfg = load_experiment(path, parse_cli_overrides(overrides))
     out = Path(run_dir) if run_dir else Path("runs") / cfg["name"]
     results = run_experiment(cfg, out)
+    if not _is_global_zero():
+        return results
     print(f"results: {out / 'results.json'}")
     for column, value in results["summary"].items():
         print(f"  {column:24s} {value:8.2f}")

@@ -177,3 +177,23 @@ def test_sweep_commands_fail_in_one_line(argv, message, capsys, tmp_path, monkey
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not any(tmp_path.iterdir())  # nothing half-created
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "experiments/quickstart.yaml", "a.b=1", "--run-dir", "out", "c=2"],
+    ["run", "--run-dir", "out", "experiments/quickstart.yaml", "a.b=1", "c=2"],
+    ["run", "experiments/quickstart.yaml", "--run-dir", "out", "a.b=1", "c=2"],
+])
+def test_run_takes_overrides_before_and_after_options(argv, monkeypatch):
+    import t5lit.pipeline
+
+    seen = []
+    monkeypatch.setattr(t5lit.pipeline, "run_cli", lambda *args: seen.append(args))
+    main(argv)
+    assert seen == [("experiments/quickstart.yaml", ["a.b=1", "c=2"], "out")]
+
+
+def test_run_rejects_an_unknown_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "experiments/quickstart.yaml", "--run-dri", "out"])
+    assert "unrecognized arguments: --run-dri" in capsys.readouterr().err

@@ -83,3 +83,40 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, stage):
     crashed = next(v for v in count.steps if v.startswith(stage))
     assert count.steps[crashed] == 3  # steps 4..6 only: it resumed from the step-3 checkpoint
     assert "pretrain" not in count.steps or stage == "pretrain"  # a finished stage is not run again
+
+
+@pytest.mark.slow
+def test_ddp_run_on_two_cpu_processes_and_resume(tmp_path):
+    """Lightning's DDP launcher re-runs the command for rank 1, which runs the same pipeline: checkpoint saves
+    are collective, rank 0 writes the run's files, and the other rank waits for final.ckpt before reading it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "t5lit.cli", "run", str(REPO / "experiments" / "debug_run.yaml"),
+           "--run-dir", str(tmp_path), "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+
+    def run():  # in its own process group: a hung rank (a mismatched collective) is killed with its parent
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("the DDP run hung")
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    first = run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in first.stderr + first.stdout
+    assert first.stdout.count("results:") == 1  # printed by rank 0 only
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "complete" and "builtin_kind" in saved["summary"]
+    assert (tmp_path / "pretrain" / "final.ckpt").exists() and not list(tmp_path.rglob("*.tmp"))
+    assert (tmp_path / "finetune" / "builtin_kind" / "best-builtin_kind.ckpt").exists()
+    mtime = (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime
+    again = run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "results.json").read_text()) == saved
+    assert (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime == mtime

@@ -36,3 +36,31 @@ def test_real_pipeline_grid_and_search(tmp_path):
     trials = [ts[-1] for ts in jobs_of(open_from_url("e2e_search", None, out)).values()]
     assert res["done"] == 2 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all(t.intermediate_values for t in trials)  # val/loss reported keyed on the global step
+
+
+def cpu_ddp_runner(cfg, run_dir, *, trial=None, callbacks=()):
+    """The real pipeline, with the GPU worker's trainer settings moved onto CPU processes (gloo): a stand-in
+    for a multi-GPU trial that exercises the same launcher, follower and rank handling."""
+    from t5lit.pipeline import run_experiment
+
+    cfg = {**cfg, "trainer": {**cfg["trainer"], "accelerator": "cpu"}}
+    return run_experiment(cfg, run_dir, trial=trial, callbacks=callbacks)
+
+
+@pytest.mark.slow
+def test_a_trial_on_two_devices_runs_ddp_with_a_follower(tmp_path):
+    """--devices-per-trial 2: rank 0 is the worker; Lightning's launcher re-runs the worker module for rank 1,
+    which follows rank 0's trial (T5LIT_SWEEP_RUN) instead of claiming one; the trial completes once."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"base": str(DEBUG), "study": "ddp", "rows": [
+        {"name": "enc_dec", "baseline": True, "overrides": {}}]}, sort_keys=False))
+    out = tmp_path / "out"
+    res = run_sweep(grid, devices="0,1", devices_per_trial=2, runner=cpu_ddp_runner, out_dir=out,
+                    heartbeat_interval=2, grace_period=60)
+    logs = "".join(p.read_text() for p in (out / "ddp" / "logs").iterdir())
+    assert res["exit_codes"] == [0] and res["complete"] == 1, logs[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs  # the follower joined rank 0
+    trials = [ts[-1] for ts in jobs_of(open_from_url("ddp", None, out)).values()]
+    assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
+    assert trials[0].user_attrs["summary"]["builtin_kind"] >= 0
+    assert (out / "ddp" / "enc_dec-seed0" / "results.json").is_file()
