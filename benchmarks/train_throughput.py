@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def build_config(a):
     from t5lit.config import preset_config
 
-    over = {"dropout_rate": 0.0, "attention": a.attention}
+    over = {"dropout_rate": a.dropout, "attention": a.attention}
     if a.preset:
         cfg = preset_config(a.preset, **over)
     else:
@@ -238,6 +238,8 @@ def main(argv=None):
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--hf-precision", choices=["fp32", "bf16"], default=None,
                    help="transformers' precision (default: the same as ours)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout_rate of both models (T5's presets use 0.1; default 0: pre-training as T5 1.1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--attention", default="sdpa", choices=["sdpa", "flex", "eager"])
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
@@ -282,7 +284,8 @@ def main(argv=None):
     ours, theirs = results["encoder_decoder"], results["hf"]
     setting = (f"{a.preset or f'{a.layers}+{a.layers} layers d_model {a.d_model}'} batch {a.batch} "
                f"{a.inputs}/{a.targets} {a.precision} (transformers {a.hf_precision or a.precision}) on {a.device}"
-               f"{' compiled' if a.compile else ''}{f', malloc tuned: {a.malloc}' if a.device == 'cpu' else ''}, "
+               f"{' compiled' if a.compile else ''}{f', dropout {a.dropout}' if a.dropout else ''}"
+               f"{f', malloc tuned: {a.malloc}' if a.device == 'cpu' else ''}, "
                f"{a.repeats} run(s) x {a.steps} steps")
     print(setting)
     print(f"{'model':24s} {'params':>12s} {'tokens/s':>10s} {'peak MiB':>9s} {'act. MiB':>9s} "

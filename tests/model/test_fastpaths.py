@@ -197,7 +197,8 @@ def test_cpu_attention_dropout_matches_math_with_the_same_mask(B, H, Tq, Tk, bia
 
 def test_training_with_attention_dropout_takes_the_cpu_path_and_is_seeded(monkeypatch):
     calls = []
-    monkeypatch.setattr(cpu, "_dropout_keep", lambda shape, p, device: calls.append(p) or torch.rand(shape) >= p)
+    draw = cpu._dropout_keep
+    monkeypatch.setattr(cpu, "_dropout_keep", lambda rng, shape, p: calls.append(p) or draw(rng, shape, p))
     _, fast = pair("encoder_decoder", dropout_rate=0.1)
     f, targets, weights = batch("encoder_decoder", packed=True)
     torch.manual_seed(3)
@@ -209,6 +210,16 @@ def test_training_with_attention_dropout_takes_the_cpu_path_and_is_seeded(monkey
     loss_c, _ = loss_and_grads(fast, f, targets, weights)
     assert torch.equal(loss_a, loss_b) and all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
     assert not torch.equal(loss_a, loss_c)
+
+
+def test_dropout_keep_rate_and_seeding():
+    torch.manual_seed(0)
+    a = cpu._dropout_keep(cpu._dropout_generator(), (64, 128, 128), 0.1)
+    assert a.dtype == torch.bool and abs(a.float().mean().item() - 0.9) < 0.002
+    assert cpu._dropout_keep(cpu._dropout_generator(), (2, 3), 0.0).all()
+    torch.manual_seed(0)
+    assert torch.equal(cpu._dropout_keep(cpu._dropout_generator(), (64, 128, 128), 0.1), a)
+    assert not torch.equal(cpu._dropout_keep(cpu._dropout_generator(), (64, 128, 128), 0.1), a)
 
 
 def test_attention_weights_mode_auto_keeps_bf16_within_budget(weights_mode):
