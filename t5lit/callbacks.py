@@ -117,7 +117,9 @@ class ThroughputMonitor(L.Callback):
 
 class NonFiniteLossGuard(L.Callback):
     """Stops a run whose training loss is NaN or infinite, checked every ``every`` steps (one host sync
-    per check, not per step). Raises ``NonFiniteLoss`` so a sweep marks the trial failed with the reason."""
+    per check, not per step). Raises ``NonFiniteLoss`` so a sweep marks the trial failed with the reason.
+    Under DDP the ranks decide together (any rank's non-finite loss stops all of them): one rank stopping
+    alone would leave the others waiting in the next gradient all-reduce."""
 
     def __init__(self, every: int = 10):
         self.every = every
@@ -126,8 +128,14 @@ class NonFiniteLossGuard(L.Callback):
         if trainer.global_step % self.every:
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss.detach()).item():
-            raise NonFiniteLoss(f"training loss became {loss.item()} at step {trainer.global_step}")
+        bad = loss is not None and not torch.isfinite(loss.detach()).item()
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        else:
+            stop = bad
+        if stop:
+            value = loss.item() if bad else "non-finite on another rank"
+            raise NonFiniteLoss(f"training loss became {value} at step {trainer.global_step}")
 
 
 class NonFiniteLoss(RuntimeError):
