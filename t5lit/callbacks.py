@@ -216,10 +216,14 @@ class BestPerTask(L.Callback):
 # fine-tune) continues the step axis across them (``step_offset`` grows by each finished stage's last step), so
 # stage two's step 75 after a 150-step pre-training is reported as step 225.
 
+RANK_FOLLOWER_TRIAL = object()  # the trial of a DDP rank > 0: it receives rank 0's pruning decisions
+
+
 class OptunaPruningCallback(L.Callback):
     """Reports ``monitor`` to ``trial`` after each validation and raises ``optuna.TrialPruned`` when the
-    study's pruner decides to stop the trial (only on global rank 0's decision, which every rank shares
-    through the trial's storage)."""
+    study's pruner decides to stop the trial. Under DDP, global rank 0 reports and decides, and broadcasts
+    the decision, so every rank stops together; the other ranks hold ``RANK_FOLLOWER_TRIAL`` (a sweep
+    worker's DDP followers do) and only receive it."""
 
     def __init__(self, trial, monitor: str = "val/loss", step_offset: int = 0):
         super().__init__()
@@ -237,10 +241,14 @@ class OptunaPruningCallback(L.Callback):
         step = self._fit_started_at + int(trainer.global_step)
         if step in self.reported or not math.isfinite(value):
             return  # Optuna keeps the first report of a step; a NaN is the NaN guard's business
+        self.reported[step] = value
+        prune = False
         if trainer.is_global_zero:
             self.trial.report(value, step)
-        self.reported[step] = value
-        if self.trial.should_prune():
+            prune = bool(self.trial.should_prune())
+        if trainer.world_size > 1:  # every rank reaches this point alike: val/loss is synchronised
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
             import optuna
 
             raise optuna.TrialPruned(f"pruned at step {step}: {self.monitor}={value:.4g}")

@@ -61,3 +61,33 @@ def test_prunes_when_the_pruner_says_so():
     with pytest.raises(optuna.TrialPruned, match="pruned at step 4: val/loss="):
         fit(OptunaPruningCallback(trial, monitor="val/loss"), steps=8)
     assert sorted(study.trials[0].intermediate_values) == [2, 4]
+
+
+def test_under_ddp_rank_zero_decides_and_every_rank_follows():
+    """Rank 0 reports and asks the pruner; the decision is broadcast; a follower rank only receives it."""
+    from types import SimpleNamespace
+
+    from t5lit.callbacks import RANK_FOLLOWER_TRIAL
+
+    def trainer(rank0: bool, decision: bool, sent: list):
+        def broadcast(obj, src=0):
+            sent.append((obj, src))
+            return decision
+
+        return SimpleNamespace(sanity_checking=False, callback_metrics={"val/loss": torch.tensor(1.5)},
+                               global_step=3, is_global_zero=rank0, world_size=2,
+                               strategy=SimpleNamespace(broadcast=broadcast))
+
+    study = optuna.create_study(pruner=PruneAt(0))
+    lead = OptunaPruningCallback(study.ask())
+    sent = []
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 3"):
+        lead.on_validation_end(trainer(True, True, sent), None)
+    assert sent == [(True, 0)] and lead.trial.storage.get_trial(lead.trial._trial_id).intermediate_values == {3: 1.5}
+
+    follower = OptunaPruningCallback(RANK_FOLLOWER_TRIAL)  # no report(), no should_prune() on this rank
+    sent = []
+    follower.on_validation_end(trainer(False, False, sent), None)
+    assert sent == [(False, 0)]
+    with pytest.raises(optuna.TrialPruned):
+        follower.on_validation_end(SimpleNamespace(**{**vars(trainer(False, True, sent)), "global_step": 4}), None)

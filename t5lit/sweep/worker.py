@@ -179,9 +179,11 @@ def run_trial(study: optuna.Study, spec: SweepSpec, store: StudyStorage, trial: 
     # launch its own rank > 0 processes again, so the environment is restored after each trial.
     saved_env = {k: os.environ.get(k) for k in DDP_ENV}
     with run_dir_lock(run_dir), Heartbeat(store, trial._trial_id, _lost(trial.number)):
-        os.environ[FOLLOWER_ENV] = json.dumps({"cfg": cfg, "run_dir": str(run_dir), "runner": runner_name})
+        pruning = spec.kind == "search" and spec.pruner != "none"
+        os.environ[FOLLOWER_ENV] = json.dumps({"cfg": cfg, "run_dir": str(run_dir), "runner": runner_name,
+                                               "pruning": pruning})
         try:
-            results = runner(cfg, run_dir, trial=trial if spec.kind == "search" and spec.pruner != "none" else None)
+            results = runner(cfg, run_dir, trial=trial if pruning else None)
         except optuna.TrialPruned as err:
             state = TrialState.PRUNED
             log.info("trial %d pruned: %s", trial.number, err)
@@ -294,8 +296,14 @@ def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list
 def _follow(env: str) -> None:
     """A rank > 0 process of a DDP trial (Lightning's launcher re-runs this module): run rank 0's trial
     alongside it; Lightning joins the processes inside each fit."""
+    from t5lit.callbacks import RANK_FOLLOWER_TRIAL
+
     job = json.loads(env)
-    load_runner(job["runner"])(job["cfg"], Path(job["run_dir"]), trial=None)
+    try:
+        load_runner(job["runner"])(job["cfg"], Path(job["run_dir"]),
+                                   trial=RANK_FOLLOWER_TRIAL if job.get("pruning") else None)
+    except optuna.TrialPruned:  # rank 0 decided and records it; this rank stops with it
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,3 +64,20 @@ def test_a_trial_on_two_devices_runs_ddp_with_a_follower(tmp_path):
     assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
     assert trials[0].user_attrs["summary"]["builtin_kind"] >= 0
     assert (out / "ddp" / "enc_dec-seed0" / "results.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_ddp_search_trial_with_pruning_on_shares_each_decision(tmp_path):
+    """With a pruner, rank 0 broadcasts its decision after every validation; the follower must take part
+    (it holds RANK_FOLLOWER_TRIAL), or rank 0 would wait for it forever."""
+    search = tmp_path / "search.yaml"
+    search.write_text(yaml.safe_dump({"base": str(DEBUG), "study": "ddp_search", "space": {
+        "finetune.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}, "n_trials": 1,
+        "sampler": "random", "pruner": "median", "metric": "summary.builtin_kind"}, sort_keys=False))
+    out = tmp_path / "out"
+    res = run_sweep(search, devices="0,1", devices_per_trial=2, runner=cpu_ddp_runner, out_dir=out,
+                    heartbeat_interval=2, grace_period=60)
+    logs = "".join(p.read_text() for p in (out / "ddp_search" / "logs").iterdir())
+    assert res["exit_codes"] == [0] and res["done"] == 1, logs[-3000:]
+    trials = [ts[-1] for ts in jobs_of(open_from_url("ddp_search", None, out)).values()]
+    assert trials[0].state == TrialState.COMPLETE and trials[0].intermediate_values
