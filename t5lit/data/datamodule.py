@@ -118,7 +118,7 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
     def train_dataloader(self):
         stream = BatchStream(self.train_batch, lambda epoch: self.num_train_chunks // self.hparams.batch_size)
         return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
-                            pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                            pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self):
         b, n = self.hparams.batch_size, self.num_val_examples
@@ -239,7 +239,7 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
     def train_dataloader(self):
         stream = BatchStream(self.train_batch, lambda e: len(self._epoch_plan(e)[1]) // self.hparams.batch_size)
         return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
-                            persistent_workers=False)
+                            pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
 
     def task_num_beams(self, task_index: int) -> int:
         """The beam size task ``task_index`` decodes with when the run leaves it to the task."""

@@ -7,7 +7,9 @@ starts at the first batch the interrupted run had not consumed, and sees exactly
 uninterrupted run would have seen.
 
 DataLoader workers split the batches round robin (worker ``w`` of ``W`` makes batches ``w, w+W, ...``
-after the start), which is the order in which PyTorch's DataLoader collects them.
+after the start), which is the order in which PyTorch's DataLoader collects them. The position (epoch,
+start, rank, world) lives in a shared-memory tensor, so persistent workers, which keep their copy of the
+stream across epochs, read the position the loader set for each new iteration.
 """
 
 from __future__ import annotations
@@ -41,19 +43,29 @@ class BatchStream(IterableDataset):
     def __init__(self, make_batch: Callable[[int, int], dict], num_batches: Callable[[int], int]):
         self.make_batch = make_batch
         self.num_batches = num_batches
-        self.epoch = 0
-        self.start = 0  # first local batch index of the epoch to produce
-        self.rank, self.world = 0, 1
+        # epoch, first local batch index of the epoch to produce, rank, world
+        self._position = torch.tensor([0, 0, 0, 1], dtype=torch.long).share_memory_()
+
+    @property
+    def position(self) -> tuple[int, int, int, int]:
+        epoch, start, rank, world = self._position.tolist()
+        return epoch, start, rank, world
+
+    @position.setter
+    def position(self, value: tuple[int, int, int, int]) -> None:
+        self._position.copy_(torch.tensor(value, dtype=torch.long))
 
     def local_batches(self) -> int:
-        return self.num_batches(self.epoch) // self.world
+        epoch, _, _, world = self.position
+        return self.num_batches(epoch) // world
 
     def __len__(self) -> int:
-        return max(self.local_batches() - self.start, 0)
+        return max(self.local_batches() - self.position[1], 0)
 
     def __iter__(self):
         # The position is read now, not at the first next(): a later len() must not move it.
-        return self._batches(self.epoch, self.start, self.rank, self.world, self.local_batches())
+        epoch, start, rank, world = self.position
+        return self._batches(epoch, start, rank, world, self.local_batches())
 
     def _batches(self, epoch: int, start: int, rank: int, world: int, stop: int):
         info = get_worker_info()
@@ -72,7 +84,7 @@ class StreamLoader(DataLoader):
 
     def __iter__(self):
         stream: BatchStream = self.dataset  # type: ignore[assignment]
-        stream.epoch, stream.start, stream.rank, stream.world = self._position(True)
+        stream.position = self._position(True)  # before the (persistent) workers start this iteration
         return super().__iter__()
 
     def __len__(self) -> int:

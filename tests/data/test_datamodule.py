@@ -45,7 +45,7 @@ class Recorder(L.Callback):
         self.losses.append(round(float(outputs["loss"]), 6))
 
 
-def fit(tmp_path, max_steps, ckpt=None, every=None):
+def fit(tmp_path, max_steps, ckpt=None, every=None, **data_args):
     torch.manual_seed(0)
     rec = Recorder()
     callbacks = [rec]
@@ -58,7 +58,7 @@ def fit(tmp_path, max_steps, ckpt=None, every=None):
                         enable_model_summary=False, callbacks=callbacks, limit_val_batches=0,
                         enable_checkpointing=bool(every))
     module = T5LitModule(preset="tiny", lr=0.01, warmup_steps=5)
-    trainer.fit(module, datamodule=data(), ckpt_path=ckpt)
+    trainer.fit(module, datamodule=data(**data_args), ckpt_path=ckpt)
     return rec.losses
 
 
@@ -70,6 +70,17 @@ def test_resume_from_a_mid_epoch_checkpoint_sees_the_same_batches(tmp_path):
     resumed = fit(tmp_path / "c", 8, ckpt=str(ckpt))
     assert len(full) == 8 and len(resumed) == 4
     assert resumed == full[4:]
+
+
+@pytest.mark.slow
+def test_persistent_workers_see_every_epochs_batches(tmp_path):
+    """Several short epochs: two persistent DataLoader workers give the batches of no workers, epoch after
+    epoch (the stream's position reaches the workers through shared memory)."""
+    small = dict(max_tokens=500)
+    d = data(**small)
+    d.setup("fit")
+    assert d.num_train_chunks // 4 <= 4  # 8 steps cross at least one epoch boundary
+    assert fit(tmp_path / "w2", 8, num_workers=2, **small) == fit(tmp_path / "w0", 8, num_workers=0, **small)
 
 
 def test_configured_targets_length_pads_or_errors_with_the_computed_length():

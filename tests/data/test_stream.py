@@ -26,3 +26,16 @@ def test_ranks_split_the_global_batches():
     rank0, _ = collect(lambda consume: (0, 0, 0, 2), 0)
     rank1, _ = collect(lambda consume: (0, 0, 1, 2), 0)
     assert [i for _, i in rank0] == [0, 2, 4, 6, 8] and [i for _, i in rank1] == [1, 3, 5, 7, 9]
+
+
+def test_persistent_workers_follow_the_position_of_each_iteration():
+    """Persistent workers keep their copy of the stream across epochs; the shared position reaches them."""
+    positions = iter([(3, 0, 0, 1), (4, 0, 0, 1), (5, 7, 0, 1)])
+    stream = BatchStream(make_batch, lambda epoch: 10)
+    loader = StreamLoader(stream, lambda consume: next(positions) if consume else (5, 7, 0, 1), num_workers=2,
+                          persistent_workers=True)
+    epochs = [[tuple(b["x"][0].tolist()) for b in loader] for _ in range(3)]
+    assert epochs[0] == [(3, i) for i in range(10)]
+    assert epochs[1] == [(4, i) for i in range(10)]
+    assert epochs[2] == [(5, 7), (5, 8), (5, 9)]
+    assert loader._iterator is not None  # the same workers served every epoch
