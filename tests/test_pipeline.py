@@ -120,3 +120,71 @@ def test_ddp_run_on_two_cpu_processes_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "results.json").read_text()) == saved
     assert (tmp_path / "pretrain" / "final.ckpt").stat().st_mtime == mtime
+
+
+_DDP_DRIVER = '''
+import json, sys
+import lightning as L
+from t5lit.experiment import load_experiment
+from t5lit.pipeline import run_experiment
+
+experiment, run_dir, crash_stage = sys.argv[1], sys.argv[2], sys.argv[3]
+
+class CrashAt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):  # every rank, after the step-3 checkpoint
+        if trainer.global_step == 4 and trainer.logger.version.startswith(crash_stage):
+            raise SystemExit(3)
+
+class CountSteps(L.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, *args):
+        self.steps += 1
+
+    def on_train_end(self, trainer, *args):
+        if trainer.is_global_zero:
+            print("steps", trainer.logger.version, self.steps, flush=True)
+        self.steps = 0
+
+cfg = load_experiment(experiment, {"model.overrides": {"dropout_rate": 0.1}, "trainer.devices": 2,
+                                   "trainer.strategy": "ddp", "trainer.accelerator": "cpu"})
+run_experiment(cfg, run_dir, callbacks=[CountSteps()] + ([CrashAt()] if crash_stage != "none" else []))
+'''
+
+
+@pytest.mark.slow
+def test_a_crashed_ddp_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """Two ranks die after a mid-stage checkpoint; started again, the run ends with exactly the results of
+    a DDP run that was never interrupted (each rank's batches and dropout are functions of seed, step, rank)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DDP_DRIVER)
+
+    def run(run_dir, crash):
+        proc = subprocess.Popen([sys.executable, str(driver), str(REPO / "experiments" / "debug_run.yaml"),
+                                 str(tmp_path / run_dir), crash], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=tmp_path, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("the DDP run hung")
+        return proc.returncode, out, err
+
+    code, out, err = run("whole", "none")
+    assert code == 0, err[-3000:]
+    assert "steps pretrain 6" in out and "steps finetune-builtin_kind 6" in out
+    code, out, err = run("crashed", "finetune")
+    assert code != 0 and not (tmp_path / "crashed" / "results.json").exists()
+    assert (tmp_path / "crashed" / "finetune" / "builtin_kind" / "last.ckpt").exists()
+    code, out, err = run("crashed", "none")
+    assert code == 0, err[-3000:]
+    # the finished pre-training is not run again; fine-tuning resumed at its step-3 checkpoint
+    assert "steps pretrain" not in out and "steps finetune-builtin_kind 3" in out, out
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert json.loads((tmp_path / "crashed" / "results.json").read_text()) == whole
