@@ -137,13 +137,9 @@ def weights_mode():
     cpu.set_attention_weights("auto")
 
 
-@pytest.mark.parametrize("mode", ["recompute", "keep"])
-@pytest.mark.parametrize("B, H, Tq, Tk, bias_rows",
-                         [(3, 4, 7, 7, 1), (2, 4, 5, 9, 0), (3, 2, 6, 6, 3), (2, 8, 300, 300, 1)])
-def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows, mode, weights_mode):
-    """Both backward sources (recomputed or kept weights); also the chunking: 300 x 300 weights make chunks
-    of fewer heads than a row has."""
-    weights_mode(mode)
+def attention_inputs(B: int, H: int, Tq: int, Tk: int, bias_rows: int):
+    """q, k, v (leaves), the bias (B|1, H, Tq, Tk) or None, the additive mask (a third of the keys masked,
+    never the first), the output gradient."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, H, n, 8, generator=g, requires_grad=True) for n in (Tq, Tk, Tk))
     allowed = torch.rand(B, 1, Tq, Tk, generator=g) > 0.3
@@ -151,7 +147,17 @@ def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows, mode, weights_mode)
     bias = torch.randn(bias_rows, H, Tq, Tk, generator=g, requires_grad=True) if bias_rows else None
     base = torch.zeros(1, 1, Tq, Tk) if bias is None else bias
     mask = base.masked_fill(~allowed, torch.finfo(torch.float32).min)  # (B, H|1, Tq, Tk)
-    dy = torch.randn(B, H, Tq, 8, generator=g)
+    return q, k, v, bias, mask, torch.randn(B, H, Tq, 8, generator=g)
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+@pytest.mark.parametrize("B, H, Tq, Tk, bias_rows",
+                         [(3, 4, 7, 7, 1), (2, 4, 5, 9, 0), (3, 2, 6, 6, 3), (2, 8, 300, 300, 1)])
+def test_cpu_attention_matches_math(B, H, Tq, Tk, bias_rows, mode, weights_mode):
+    """Both backward sources (recomputed or kept weights); also the chunking: 300 x 300 weights make chunks
+    of fewer heads than a row has."""
+    weights_mode(mode)
+    q, k, v, bias, mask, dy = attention_inputs(B, H, Tq, Tk, bias_rows)
     out = cpu.CPUAttention.apply(q, k, v, mask.detach(), bias)
     out.backward(dy)
     got = [t.grad.clone() for t in (q, k, v) + ((bias,) if bias is not None else ())]
@@ -172,14 +178,7 @@ def test_cpu_attention_dropout_matches_math_with_the_same_mask(B, H, Tq, Tk, bia
     drawn = []
     draw = cpu._dropout_keep
     monkeypatch.setattr(cpu, "_dropout_keep", lambda *a: drawn.append(draw(*a)) or drawn[-1])
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(B, H, n, 8, generator=g, requires_grad=True) for n in (Tq, Tk, Tk))
-    allowed = torch.rand(B, 1, Tq, Tk, generator=g) > 0.3
-    allowed[..., 0] = True
-    bias = torch.randn(bias_rows, H, Tq, Tk, generator=g, requires_grad=True) if bias_rows else None
-    base = torch.zeros(1, 1, Tq, Tk) if bias is None else bias
-    mask = base.masked_fill(~allowed, torch.finfo(torch.float32).min)
-    dy = torch.randn(B, H, Tq, 8, generator=g)
+    q, k, v, bias, mask, dy = attention_inputs(B, H, Tq, Tk, bias_rows)
     leaves = (q, k, v) + ((bias,) if bias is not None else ())
     out = cpu.CPUAttention.apply(q, k, v, mask.detach(), bias, p)
     out.backward(dy)
