@@ -129,11 +129,7 @@ class NonFiniteLossGuard(L.Callback):
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         bad = loss is not None and not torch.isfinite(loss.detach()).item()
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        else:
-            stop = bad
-        if stop:
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):  # any rank's; itself without DDP
             value = loss.item() if bad else "non-finite on another rank"
             raise NonFiniteLoss(f"training loss became {value} at step {trainer.global_step}")
 
@@ -246,9 +242,8 @@ class OptunaPruningCallback(L.Callback):
         if trainer.is_global_zero:
             self.trial.report(value, step)
             prune = bool(self.trial.should_prune())
-        if trainer.world_size > 1:  # every rank reaches this point alike: val/loss is synchronised
-            prune = trainer.strategy.broadcast(prune, src=0)
-        if prune:
+        # every rank reaches this point alike (val/loss is synchronised); without DDP, a no-op
+        if trainer.strategy.broadcast(prune, src=0):
             import optuna
 
             raise optuna.TrialPruned(f"pruned at step {step}: {self.monitor}={value:.4g}")
