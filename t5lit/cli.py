@@ -197,8 +197,8 @@ def dispatch(argv: list[str]) -> None:
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     if ns.command == "run":  # argparse ends a nargs="*" positional at the first option: take the rest too
-        ns.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
-        extra = [e for e in extra if e not in ns.overrides]
+        more = [e for e in extra if "=" in e and not e.startswith("-")]
+        ns.overrides, extra = ns.overrides + more, [e for e in extra if e not in more]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if ns.command == "list":

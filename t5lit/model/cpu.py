@@ -228,9 +228,7 @@ def _attention_forward_keeping_weights(q: Tensor, k: Tensor, v: Tensor, mask: Te
         weights.append(s.div_(s.sum(-1, keepdim=True)).to(q.dtype))
         if dropout_p > 0.0:
             keep.append(_dropout_keep(rng, s.shape, dropout_p))
-            torch.bmm(_dropped(weights[-1], keep[-1], dropout_p), vl[r], out=out[r])
-        else:
-            torch.bmm(weights[-1], vl[r], out=out[r])
+        torch.bmm(_dropped(weights[-1], keep[-1], dropout_p) if keep else weights[-1], vl[r], out=out[r])
     return out.view(B, H, Tq, dk), weights, keep
 
 
