@@ -1,7 +1,9 @@
 """Training throughput and peak memory: t5lit's model beside transformers' T5, in one run.
 
 Each measurement runs in its own subprocess, so peak memory is that model's alone, doing forward + backward +
-optimizer step (fused AdamW for both) on the same random batch; it reports the median tokens/s over the timed
+optimizer step (fused AdamW for both) on the same random batch (made by each architecture's feature
+converter); on CPU our model runs with ``t5lit.model.cpu.apply_cpu_fast_paths`` applied, as a T5LitModule
+training on CPU gets it (``--plain``: without); it reports the median tokens/s over the timed
 steps after warm-up. Peak memory is what the training step holds at its highest, weights, gradients, optimizer
 state and activations together: on CUDA ``max_memory_allocated``; on CPU the process's peak resident set
 (VmHWM, reset through /proc/self/clear_refs before the timed steps) minus its resident set after the imports,
@@ -48,30 +50,22 @@ def build_config(a):
 
 
 def make_batch(cfg, a, arch, device):
+    """A batch of ``a.batch`` random examples (inputs of ``a.inputs`` tokens, targets of ``a.targets``) through
+    the architecture's own feature converter: unpacked, no padding; decoder-only rows hold both parts."""
+    import numpy as np
     import torch
 
+    from t5lit.features import converter_for
+
     g = torch.Generator().manual_seed(0)
-    B, Li, Lt = a.batch, a.inputs, a.targets
 
-    def ids(*shape):
-        return torch.randint(3, cfg.vocab_size - 100, shape, generator=g).to(device)
+    def ids(n):
+        return torch.randint(3, cfg.vocab_size - 100, (n,), generator=g).numpy().astype(np.int32)
 
-    if arch == "encoder_decoder":
-        tgt = ids(B, Lt)
-        dec_in = torch.cat([torch.zeros(B, 1, dtype=tgt.dtype, device=device), tgt[:, :-1]], 1)
-        return {"encoder_input_tokens": ids(B, Li), "decoder_input_tokens": dec_in,
-                "decoder_target_tokens": tgt, "decoder_loss_weights": torch.ones(B, Lt, device=device)}
-    L = Li + Lt
-    tgt = ids(B, L)
-    dec_in = torch.cat([torch.zeros(B, 1, dtype=tgt.dtype, device=device), tgt[:, :-1]], 1)
-    w = torch.zeros(B, L, device=device)
-    w[:, Li:] = 1
-    batch = {"decoder_input_tokens": dec_in, "decoder_target_tokens": tgt, "decoder_loss_weights": w}
-    if arch == "prefix_lm":
-        cat = torch.zeros(B, L, dtype=tgt.dtype, device=device)
-        cat[:, : Li + 1] = 1
-        batch["decoder_causal_attention"] = cat
-    return batch
+    examples = [{"inputs": ids(a.inputs), "targets": ids(a.targets)} for _ in range(a.batch)]
+    features = converter_for(arch, a.inputs, a.targets)(examples)
+    return {k: (torch.from_numpy(v).long() if v.dtype.kind == "i" else torch.from_numpy(v)).to(device)
+            for k, v in features.items()}
 
 
 def _rss(field: str) -> int:
@@ -121,16 +115,18 @@ def measure(a) -> dict:
     if device.type == "cpu" and (a.malloc == "both" or (a.malloc == "ours" and a.which != "hf")):
         from t5lit.model.cpu import tune_allocator
 
-        tune_allocator()  # what T5LitModule does when it trains on CPU
+        tune_allocator()  # what a t5lit run's set-up does when it trains on CPU
+    from t5lit.config import ARCHITECTURES
     from t5lit.lit_module import weighted_cross_entropy
     from t5lit.model.architectures import build_model
+    from t5lit.model.cpu import apply_cpu_fast_paths
     from t5lit.model.hf import to_hf_model  # imports transformers: libraries load before the baseline
 
     base = torch.cuda.memory_allocated(device) if device.type == "cuda" else _rss("VmRSS")
     torch.manual_seed(0)
     cfg = build_config(a)
     arch = a.which if a.which != "hf" else "encoder_decoder"
-    if arch != "encoder_decoder":
+    if not ARCHITECTURES.get(arch).has_encoder:  # one stack as deep as encoder + decoder: equal parameters
         cfg = cfg.replace(arch=arch, num_encoder_layers=0,
                           num_decoder_layers=cfg.num_encoder_layers + cfg.num_decoder_layers)
     model = build_model(cfg)
@@ -144,6 +140,8 @@ def measure(a) -> dict:
             return weighted_cross_entropy(out.logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])[0]
     else:
         model = model.to(device)
+        if device.type == "cpu" and not a.plain:
+            apply_cpu_fast_paths(model)  # as T5LitModule applies them when it trains on CPU
         fwd = torch.compile(model) if a.compile else model
 
         def loss_fn(batch):
@@ -243,9 +241,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--attention", default="sdpa", choices=["sdpa", "flex", "eager"])
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
+    p.add_argument("--plain", action="store_true",
+                   help="CPU: our model without t5lit.model.cpu.apply_cpu_fast_paths (plain PyTorch modules)")
     p.add_argument("--malloc", choices=["ours", "both", "none"], default="ours",
                    help="CPU: which processes keep freed memory (t5lit.model.cpu.tune_allocator, applied by "
-                        "T5LitModule's CPU training; default: ours, as users of each get it)")
+                        "a t5lit run's set-up on CPU; default: ours, as users of each get it)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--archs", action="store_true", help="also our decoder-only and prefix-LM at equal params")
@@ -284,7 +284,8 @@ def main(argv=None):
     ours, theirs = results["encoder_decoder"], results["hf"]
     setting = (f"{a.preset or f'{a.layers}+{a.layers} layers d_model {a.d_model}'} batch {a.batch} "
                f"{a.inputs}/{a.targets} {a.precision} (transformers {a.hf_precision or a.precision}) on {a.device}"
-               f"{' compiled' if a.compile else ''}{f', dropout {a.dropout}' if a.dropout else ''}"
+               f"{' compiled' if a.compile else ''}{' without CPU fast paths' if a.plain else ''}"
+               f"{f', dropout {a.dropout}' if a.dropout else ''}"
                f"{f', malloc tuned: {a.malloc}' if a.device == 'cpu' else ''}, "
                f"{a.repeats} run(s) x {a.steps} steps")
     print(setting)

@@ -1,10 +1,9 @@
 """Callbacks: throughput and model FLOPs utilization (from analytic FLOP counts), the best checkpoint per task,
 the NaN guard and Optuna pruning.
 
-FLOPs are counted as the matrix multiplications of one training step (forward x 3: the backward pass costs
-twice the forward), the convention of the PaLM paper's MFU (Chowdhery et al. 2022, appendix B): a
-multiply-add is 2 FLOPs; attention scores and the weighted sum cost 2 x 2 x q_len x kv_len x inner_dim per
-layer; embeddings lookups, norms, softmax and the relative bias are not counted.
+FLOPs per example come from the architecture's ``ArchSpec.train_flops`` (t5lit.model.architectures): the
+matrix multiplications of one training step (forward x 3: the backward pass costs twice the forward), the
+convention of the PaLM paper's MFU (Chowdhery et al. 2022, appendix B; ``t5lit.model.stack.stack_flops``).
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import time
 
 import lightning as L
 import torch
-
-from t5lit.config import ModelConfig
 
 # Dense peak FLOP/s by device name fragment, from the vendors' data sheets (bf16/fp16 tensor cores,
 # no sparsity; fp32 entries for fp32 training). Matched against torch.cuda.get_device_name().
@@ -39,40 +36,6 @@ def peak_flops(device: torch.device, precision: str, override: float | None = No
         if fragment in name:
             return value
     return None
-
-
-def _stack_flops(cfg: ModelConfig, q_len: int, kv_len: int, layers: int, cross_len: int = 0) -> float:
-    """Forward matmul FLOPs of ``layers`` blocks for one sequence of ``q_len`` queries."""
-    d, inner = cfg.d_model, cfg.inner_dim
-    ffn_mats = 3 if cfg.ffn == "gated-gelu" else 2
-    per_token = 2 * (4 * d * inner) + 2 * ffn_mats * d * cfg.d_ff + 2 * 2 * kv_len * inner
-    if cross_len:
-        # q and o on the decoder token; k and v are projected once per encoder token (counted below).
-        per_token += 2 * (2 * d * inner) + 2 * 2 * cross_len * inner
-    total = per_token * q_len
-    if cross_len:
-        total += 2 * (2 * d * inner) * cross_len
-    return float(layers * total)
-
-
-def train_flops_per_example(cfg: ModelConfig, inputs_length: int, targets_length: int, causal_half: bool = False
-                            ) -> float:
-    """FLOPs of forward + backward for one row: encoder over ``inputs_length``, decoder over
-    ``targets_length`` (encoder-decoder) or one stack over the row of ``targets_length`` tokens
-    (decoder-only / prefix LM, where callers pass the concatenated length as targets_length and 0 inputs).
-
-    Attention is counted at full q_len x kv_len (the kernels compute it; ``causal_half`` halves the
-    self-attention score FLOPs instead, for kernels that skip masked blocks)."""
-    vocab = 2 * cfg.d_model * cfg.vocab_size * targets_length
-    if cfg.is_encoder_decoder:
-        enc = _stack_flops(cfg, inputs_length, inputs_length, cfg.num_encoder_layers)
-        dec_kv = targets_length // 2 if causal_half else targets_length
-        dec = _stack_flops(cfg, targets_length, dec_kv, cfg.num_decoder_layers, cross_len=inputs_length)
-        forward = enc + dec + vocab
-    else:
-        kv = targets_length // 2 if causal_half else targets_length
-        forward = _stack_flops(cfg, targets_length, kv, cfg.num_decoder_layers) + vocab
-    return 3.0 * forward
 
 
 class ThroughputMonitor(L.Callback):
@@ -101,7 +64,8 @@ class ThroughputMonitor(L.Callback):
         rows, in_len, tgt_len = pl_module.batch_geometry(batch)
         self._rows += rows
         self._tokens += rows * (in_len + tgt_len)
-        self._flops += rows * train_flops_per_example(pl_module.config, in_len, tgt_len)
+        cfg = pl_module.config
+        self._flops += rows * cfg.spec.train_flops(cfg, in_len, tgt_len)  # (cfg, encoder length, decoder length)
         if (self._steps - self.warmup) % self.log_every == 0 and self._t0 is not None:
             if pl_module.device.type == "cuda":
                 torch.cuda.synchronize(pl_module.device)
@@ -139,11 +103,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 class BestPerTask(L.Callback):
-    """Tracks every validation's task metrics; keeps each task's best score and (optionally) checkpoint.
+    """Keeps every validation's task scores, and each task's best score and (optionally) checkpoint.
 
-    A task's score is the mean of its metrics (the paper averages a task's two metrics, e.g. MRPC F1 and
-    accuracy); the best validation checkpoint per task is what the paper reports (Section 3.1.3).
-    ``history`` maps task -> [(step, {metric: value})]; written to ``<dirpath>/scores.json`` atomically.
+    It reads the structured result the Evaluator gave the LightningModule (``pl_module.last_eval``, an
+    ``EvalResult``); a task's score is its headline score (``Task.headline``: the mean of the metrics the
+    paper reports for it, e.g. MRPC's F1 and accuracy). The best validation checkpoint per task is what the
+    paper reports (Section 3.1.3). ``history`` maps task -> [(step, {metric: value})], and "loss" ->
+    [(step, {"loss": val/loss})]; the state is written to ``<dirpath>/scores.json`` atomically.
     """
 
     def __init__(self, dirpath: str, keep_checkpoints: bool = True):
@@ -184,22 +150,18 @@ class BestPerTask(L.Callback):
 
         from t5lit.io import atomic_write_json
 
-        tasks: dict[str, dict[str, float]] = {}
-        for key, value in trainer.callback_metrics.items():
-            parts = key.split("/")
-            if len(parts) == 3 and parts[0] == "val":
-                tasks.setdefault(parts[1], {})[parts[2]] = float(value)
+        result = getattr(pl_module, "last_eval", None)
+        pl_module.last_eval = None  # consumed: a later validation without decoding must not reuse it
         step = trainer.global_step
-        for task, metrics in tasks.items():
-            self.history.setdefault(task, []).append([step, metrics])
-            score = sum(metrics.values()) / len(metrics)
-            if task not in self.best or score > self.best[task]["score"]:
-                self.best[task] = {"score": score, "step": step, "metrics": metrics}
-                if self.keep:  # every rank decides alike (the metrics are gathered), and saving is collective
-                    path = os.path.join(self.dirpath, f"best-{task}.ckpt")
-                    trainer.save_checkpoint(path + ".tmp")  # global rank 0 writes it
-                    if trainer.is_global_zero:
-                        os.replace(path + ".tmp", path)
+        for task, r in (result.tasks.items() if result is not None else ()):
+            self.history.setdefault(task, []).append([step, dict(r.metrics)])
+            if task not in self.best or r.score > self.best[task]["score"]:
+                self.best[task] = {"score": r.score, "step": step, "metrics": dict(r.metrics),
+                                   "num_examples": r.num_examples}
+                if self.keep:  # every rank decides alike (the predictions are gathered); saving is collective
+                    from t5lit.checkpoint import save_trainer_checkpoint
+
+                    save_trainer_checkpoint(trainer, os.path.join(self.dirpath, f"best-{task}.ckpt"))
         if "val/loss" in trainer.callback_metrics:
             self.history.setdefault("loss", []).append([step, {"loss": float(trainer.callback_metrics["val/loss"])}])
         if trainer.is_global_zero:

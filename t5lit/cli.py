@@ -1,48 +1,27 @@
 """The ``t5lit`` command.
 
-    t5lit fit|validate|test --config experiments/debug.yaml [--trainer.max_steps 10] [--print_config]
-    t5lit run experiments/quickstart.yaml [path.to.key=value ...] [--run-dir DIR]
-    t5lit sweep run|report sweeps/NAME.yaml [...]
+    t5lit run EXPERIMENT [path.to.key=value ...] [--run-dir DIR]     every stage -> results.json
+    t5lit fit --config EXPERIMENT [--stage NAME] [--section.key value ...] [--print_config]   one stage
+    t5lit check EXPERIMENT_OR_SWEEP [path.to.key=value ...]         every check a run makes, then the config
+    t5lit sweep run|report SWEEP [...]
     t5lit eval --checkpoint CKPT --task NAME|MIXTURE [--data_dir DIR]
     t5lit list presets|architectures|objectives|tasks|mixtures|corpora
     t5lit vocab train --corpus NAME [--option KEY=VALUE ...] --size N --out PATH
     t5lit data show --objective NAME [--text ...]
     t5lit export-hf CKPT DIR
 
-``fit``/``validate``/``test`` go through LightningCLI (YAML configs, dotted overrides, --print_config) with
-``model.arch`` written once and linked to the data module. Errors a user can cause print one line.
+Every command reads experiments through one schema (t5lit/schema.py). Errors a user can cause print one
+line and exit with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from t5lit.registry import ConfigError
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-
-
-def lightning_main(args: list[str]) -> None:
-    import lightning as L
-    from lightning.pytorch.cli import LightningCLI
-
-    from t5lit.callbacks import ThroughputMonitor
-    from t5lit.lit_module import T5LitModule
-
-    class T5LitCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser):
-            parser.link_arguments("model.arch", "data.init_args.arch")
-
-    # LightningCLI reads sys.argv (given ``args`` too, it warns that both are set): hand it ours.
-    saved, sys.argv = sys.argv, [f"{os.path.basename(sys.argv[0] or 't5lit')}", *args]
-    try:
-        T5LitCLI(T5LitModule, L.LightningDataModule, subclass_mode_data=True,
-                 trainer_defaults={"callbacks": [ThroughputMonitor()]},
-                 save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
-    finally:
-        sys.argv = saved
+LIST_KINDS = ("presets", "architectures", "objectives", "tasks", "mixtures", "corpora")
 
 
 def list_main(kind: str) -> None:
@@ -62,7 +41,7 @@ def list_main(kind: str) -> None:
     if kind == "architectures":
         from t5lit.config import ARCHITECTURES
 
-        names = list(ARCHITECTURES)
+        names = ARCHITECTURES.names()
     elif kind == "objectives":
         from t5lit.objectives import OBJECTIVES
 
@@ -86,117 +65,247 @@ def list_main(kind: str) -> None:
     print("\n".join(names))
 
 
-LIST_KINDS = ("presets", "architectures", "objectives", "tasks", "mixtures", "corpora")
-
-
 def data_show(objective: str, text: str | None, params: list[str], inputs_length: int, vocab_spec: str,
               seed: int) -> None:
-    """Print what an objective does to a text: pieces with sentinels visible, then every architecture's
-    features."""
+    """Print what an objective does to a text (pieces, sentinels visible), then the model features every
+    architecture trains on: built by the same ``PretrainFeatures`` as pre-training, shown without the
+    trailing padding of the rows."""
     import numpy as np
 
     from t5lit.config import ARCHITECTURES
+    from t5lit.data.examples import PretrainFeatures
     from t5lit.data.vocab import load_vocabulary
     from t5lit.experiment import parse_cli_overrides
-    from t5lit.features import converter_for
-    from t5lit.objectives import get_objective, raw_length
 
     kwargs = parse_cli_overrides(params)
-    objective_fn = get_objective(objective, **kwargs)  # a bad name or parameter fails before any slow work
-    raw, targets_length = raw_length(objective_fn, inputs_length)
+    recipes = {arch: PretrainFeatures.build(objective, kwargs, arch, inputs_length)  # bad names fail first
+               for arch in ARCHITECTURES.names()}
+    budget = next(iter(recipes.values())).budget
     vocab = load_vocabulary(vocab_spec)
     text = text or ("Thank you for inviting me to your party last week. The food was delicious and the "
                     "music kept everyone dancing until late.")
-    tokens = np.asarray(vocab.encode(text), dtype=np.int32)
-    tokens = tokens[:raw]
-    example = objective_fn(tokens, np.random.default_rng(seed), vocab)
-    print(f"objective {objective} {kwargs or ''}  raw chunk {len(tokens)} tokens (a full chunk is {raw}; "
-          f"inputs {inputs_length}, targets {targets_length})")
+    tokens = np.asarray(vocab.encode(text), dtype=np.int32)[: budget.raw]
+    if len(tokens) == 0:
+        raise ConfigError("data show: the text encodes to no tokens; give a --text with words in it")
+    print(f"objective {objective} {kwargs or ''}  raw chunk {len(tokens)} tokens (a full chunk is {budget.raw}; "
+          f"inputs {budget.inputs}, targets {budget.targets})")
     print("original:", " ".join(vocab.pieces(tokens.tolist())))
-    for key in ("inputs", "targets"):
-        print(f"{key + ':':9s}", " ".join(vocab.pieces(example[key].tolist())))
-    for arch in ARCHITECTURES:
-        conv = converter_for(arch, len(example["inputs"]), len(example["targets"]))
-        feats = conv([example])
+    example = None
+    for arch, recipe in recipes.items():
+        (example,) = recipe.examples(tokens[None], [np.random.default_rng(seed)], vocab)
+        if arch == next(iter(recipes)):
+            for key in ("inputs", "targets"):
+                print(f"{key + ':':9s}", " ".join(vocab.pieces(example[key].tolist())))
+        feats = recipe.features([example])
         print(f"\n[{arch}]")
-        for name, arr in feats.items():
-            row = arr[0]
-            shown = " ".join(vocab.pieces(row.tolist())) if name.endswith("tokens") else " ".join(
-                f"{v:g}" for v in row.tolist())
-            print(f"  {name:26s} {shown}")
+        for side, key in (("encoder", "encoder_input_tokens"), ("decoder", "decoder_target_tokens")):
+            arrays = {name: arr[0] for name, arr in feats.items() if name.startswith(side)}
+            used = int(np.flatnonzero(arrays[key]).max()) + 1 if key in arrays and arrays[key].any() else 0
+            for name, row in arrays.items():
+                row = row[:used]
+                shown = " ".join(vocab.pieces(row.tolist())) if name.endswith("tokens") else " ".join(
+                    f"{v:g}" for v in row.tolist())
+                print(f"  {name:26s} {shown}")
 
 
+# ------------------------------------------------------------------------------------------ fit / check
+FIT_ALIASES = {"trainer.max_steps": "steps", "trainer.val_check_interval": "every"}
+
+
+def fit_main(args: list[str]) -> None:
+    """``t5lit fit``: one stage of an experiment (default: the first), with Lightning-style flags."""
+    from pathlib import Path
+
+    import yaml
+
+    from t5lit.experiment import parse_cli_overrides, resolve_experiment
+    from t5lit.pipeline import run_experiment
+
+    p = argparse.ArgumentParser(prog="t5lit fit", description="Run one stage of an experiment (default: its first, "
+                                "usually pre-training). Flags --section.key VALUE change the experiment; "
+                                "--trainer.max_steps N and --trainer.val_check_interval N set the stage's "
+                                "steps and checkpoint interval, --trainer.default_root_dir DIR the run directory.")
+    p.add_argument("--config", required=True, help="an experiment YAML file, e.g. experiments/debug.yaml")
+    p.add_argument("--stage", default=None, help="the stage to run (default: the first of the plan)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>); reuse it to resume")
+    p.add_argument("--print_config", action="store_true", help="print the resolved experiment and exit")
+    ns, rest = p.parse_known_args(args)
+    flags: list[str] = []
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--") or item == "--":
+            p.error(f"unrecognized argument {item!r}; changes are --section.key VALUE or --section.key=VALUE")
+        if "=" in item:
+            flags.append(item[2:])
+            i += 1
+        elif i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            flags.append(f"{item[2:]}={rest[i + 1]}")
+            i += 2
+        else:
+            p.error(f"{item} needs a value")
+    overrides = parse_cli_overrides(flags)
+    run_dir = overrides.pop("trainer.default_root_dir", None) or ns.run_dir
+    aliases = {k: overrides.pop(k) for k in list(overrides) if k in FIT_ALIASES}
+    exp = resolve_experiment(ns.config, overrides, source="flag")
+    stage = next((s for s in exp.plan() if s.name == ns.stage), None) if ns.stage else exp.plan()[0]
+    if stage is None:
+        from t5lit.registry import unknown_name_message
+
+        raise ConfigError(unknown_name_message("stage", ns.stage, [s.name for s in exp.plan()]))
+    if aliases and stage.kind == "evaluate":
+        raise ConfigError(f"--trainer.max_steps / --trainer.val_check_interval: stage {stage.name!r} does not train")
+    if aliases:
+        every = "checkpoint_every" if stage.kind == "pretrain" else "eval_every"
+        section = {FIT_ALIASES[k].replace("every", every): v for k, v in aliases.items()}
+        overrides.update({f"{stage.kind}.{k}": v for k, v in section.items()})
+        if exp.stages is not None:
+            raise ConfigError("--trainer.max_steps with an explicit stages: list; set the stage's steps in the file")
+        exp = resolve_experiment(ns.config, overrides, source="flag")
+    if ns.print_config:
+        print(yaml.safe_dump(exp.to_dict(), sort_keys=False), end="")
+        return
+    out = Path(run_dir) if run_dir else Path("runs") / exp.name
+    run_experiment(exp, out, only=[stage.name])
+    print(f"stage {stage.name!r} done: {out / stage.dir_name}")
+
+
+def check_main(path: str, overrides: list[str], run_dir: str | None) -> None:
+    """``t5lit check``: an experiment (or every row of a sweep) through every check a run makes first."""
+    from pathlib import Path
+
+    import yaml
+
+    from t5lit.checks import check_experiment
+    from t5lit.experiment import parse_cli_overrides, read_yaml, resolve_experiment
+
+    data = read_yaml(path, "experiment or sweep")
+    if "rows" in data or "space" in data:
+        from t5lit.sweep.spec import check_sweep, load_sweep
+
+        if overrides:
+            raise ConfigError("t5lit check SWEEP takes no overrides; put them in the sweep's overrides:")
+        spec = load_sweep(path, check_rows=False)
+        checked = check_sweep(spec, deep=True)
+        base = checked.pop("base")
+        base = base.to_dict() if hasattr(base, "to_dict") else dict(base)
+        print(yaml.safe_dump(base, sort_keys=False), end="")
+        flat_base = _flat(base)
+        for label, exp in checked.items():
+            changed = {k: v for k, v in _flat(exp.to_dict()).items() if flat_base.get(k) != v}
+            shown = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the base)"
+            print(f"# ok {label}: {shown}")
+        print(f"# ok: sweep {spec.study}, {len(checked)} variants x {len(spec.seeds)} seed(s), every one checked")
+        return
+    exp = resolve_experiment(path, parse_cli_overrides(overrides))
+    out = Path(run_dir) if run_dir else Path("runs") / exp.name
+    check_experiment(exp, out)
+    print(yaml.safe_dump(exp.to_dict(), sort_keys=False), end="")
+    print(f"# ok: {len(exp.plan())} stage(s): " + ", ".join(f"{s.name} ({s.kind})" for s in exp.plan()))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t5lit", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for name in LIGHTNING_COMMANDS:
-        sub.add_parser(name, help="LightningCLI (see `t5lit fit --help`)", add_help=False)
+    sub.add_parser("fit", help="one stage of an experiment (see `t5lit fit --help`)", add_help=False)
     s = sub.add_parser("list", help="list the names a config may use")
     s.add_argument("kind", help=" | ".join(LIST_KINDS))
 
-    s = sub.add_parser("run", help="one experiment: pre-train -> fine-tune -> evaluate -> results.json")
+    s = sub.add_parser("run", help="one experiment: every stage -> results.json")
     s.add_argument("experiment", help="an experiment YAML, e.g. experiments/quickstart.yaml")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=100")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=100 (values are YAML)")
     s.add_argument("--run-dir", default=None, help="run directory (default runs/<name>); reuse it to resume")
+
+    s = sub.add_parser("check", help="check an experiment or every row of a sweep; print the resolved config")
+    s.add_argument("path", help="an experiment or sweep YAML file")
+    s.add_argument("overrides", nargs="*", help="dotted overrides of an experiment, e.g. finetune.lr=1e-4")
+    s.add_argument("--run-dir", default=None, help="the run directory to check (default runs/<name>)")
 
     s = sub.add_parser("sweep", help="Optuna sweeps: run | report")
     ss = s.add_subparsers(dest="sweep_command", required=True)
     r = ss.add_parser("run", help="start workers on a sweep's study (re-run to continue after a crash)")
-    r.add_argument("sweep")
+    r.add_argument("sweep", help="a sweep YAML file, e.g. sweeps/quickstart.yaml")
     r.add_argument("--storage", default=None, help="an RDB URL (postgresql://...) shared by machines; "
                    "default: a journal file beside the runs")
     r.add_argument("--devices", default=None, help="GPU ids, e.g. 0,1,2,3: one worker per GPU group")
-    r.add_argument("--devices-per-trial", type=int, default=1)
+    r.add_argument("--devices-per-trial", type=int, default=1, help="GPUs per trial (DDP when more than one)")
     r.add_argument("--workers", type=int, default=1, help="worker processes on CPU")
     r.add_argument("--out", default="runs/sweeps", help="where run directories and the journal go")
+    r.add_argument("--retry-failed", action="store_true", help="give failed rows another attempt")
     r = ss.add_parser("report", help="the paper-style table, CSV, plots and TensorBoard text")
-    r.add_argument("sweep", nargs="?", default=None)
-    r.add_argument("--study", default=None)
-    r.add_argument("--storage", default=None)
-    r.add_argument("--out", default="runs/sweeps")
+    r.add_argument("sweep", nargs="?", default=None, help="the sweep YAML file (or give --study)")
+    r.add_argument("--study", default=None, help="the study name, when no sweep file is given")
+    r.add_argument("--storage", default=None, help="the storage URL the sweep ran with (default: its journal)")
+    r.add_argument("--out", default="runs/sweeps", help="the --out the sweep ran with")
 
     s = sub.add_parser("eval", help="score a checkpoint on a task or mixture")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--task", required=True)
-    s.add_argument("--data_dir", default=None)
-    s.add_argument("--vocab", default="builtin")
-    s.add_argument("--batch_size", type=int, default=32)
-    s.add_argument("--max_examples", type=int, default=None)
-    s.add_argument("--num_beams", type=int, default=None)
+    s.add_argument("--checkpoint", required=True, help="a t5lit .ckpt (e.g. runs/x/finetune/glue/best-glue_rte.ckpt)")
+    s.add_argument("--task", required=True, help="a task or mixture name (t5lit list tasks)")
+    s.add_argument("--data_dir", default=None, help="the official files of the task (default: the hub)")
+    s.add_argument("--vocab", default="builtin", help="vocabulary when the checkpoint does not name one")
+    s.add_argument("--batch_size", type=int, default=32, help="examples decoded at once")
+    s.add_argument("--max_examples", type=int, default=None, help="score only the first N of each task")
+    s.add_argument("--num_beams", type=int, default=None, help="beam size (default: the checkpoint's, or the task's)")
+    s.add_argument("--inputs_length", type=int, default=None, help="truncate inputs (default: the checkpoint's)")
+    s.add_argument("--targets_length", type=int, default=None, help="truncate targets (default: the checkpoint's)")
+    s.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
 
     s = sub.add_parser("vocab", help="SentencePiece vocabularies")
     vs = s.add_subparsers(dest="vocab_command", required=True)
     r = vs.add_parser("train", help="train a unigram SentencePiece model with T5's conventions")
-    r.add_argument("--corpus", required=True)
+    r.add_argument("--corpus", required=True, help="a corpus name (t5lit list corpora)")
     r.add_argument("--size", type=int, required=True, help="number of SentencePiece pieces (T5: 32000)")
-    r.add_argument("--out", required=True)
+    r.add_argument("--out", required=True, help="the .model file to write")
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="corpus option, e.g. paths=data/*.txt for --corpus files (values parsed as YAML)")
-    r.add_argument("--max-documents", type=int, default=200_000)
+    r.add_argument("--max-documents", type=int, default=200_000, help="documents read for training")
 
     s = sub.add_parser("data", help="inspect the data pipeline")
     ds = s.add_subparsers(dest="data_command", required=True)
     r = ds.add_parser("show", help="what an objective does to a text, for every architecture")
-    r.add_argument("--objective", required=True)
-    r.add_argument("--text", default=None)
+    r.add_argument("--objective", required=True, help="an objective name (t5lit list objectives)")
+    r.add_argument("--text", default=None, help="the text (default: a sample sentence)")
     r.add_argument("--param", action="append", default=[], help="objective parameter, e.g. noise_density=0.5")
-    r.add_argument("--inputs-length", type=int, default=32)
-    r.add_argument("--vocab", default="builtin")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--inputs-length", type=int, default=32, help="the inputs length the budget is computed at")
+    r.add_argument("--vocab", default="builtin", help="builtin, builtin:<pieces> or a .model file")
+    r.add_argument("--seed", type=int, default=0, help="the example's random generator seed")
 
     s = sub.add_parser("export-hf", help="write a checkpoint as a transformers T5ForConditionalGeneration dir")
-    s.add_argument("checkpoint")
-    s.add_argument("out_dir")
+    s.add_argument("checkpoint", help="a t5lit .ckpt")
+    s.add_argument("out_dir", help="the directory to write")
     return p
 
 
+def export_hf_main(checkpoint: str, out_dir: str) -> None:
+    from t5lit.checkpoint import model_config, model_weights, read_checkpoint, save_hf
+    from t5lit.config import ModelConfig
+
+    ckpt = read_checkpoint(checkpoint)
+    cfg = ModelConfig.from_dict(model_config(ckpt))
+    if cfg.spec.hf_class is None:
+        raise ConfigError(f"export-hf: arch {cfg.arch!r} has no transformers equivalent: {cfg.spec.no_hf_reason}")
+    save_hf(model_weights(ckpt), cfg, out_dir)
+    print(f"wrote {out_dir} (load it with {cfg.spec.hf_class}.from_pretrained)")
+
+
 def dispatch(argv: list[str]) -> None:
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        lightning_main(argv)
+    if argv and argv[0] == "fit":
+        fit_main(argv[1:])
         return
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
-    if ns.command == "run":  # argparse ends a nargs="*" positional at the first option: take the rest too
+    if ns.command in ("run", "check"):  # argparse ends a nargs="*" positional at the first option: take the rest
         more = [e for e in extra if "=" in e and not e.startswith("-")]
         ns.overrides, extra = ns.overrides + more, [e for e in extra if e not in more]
     if extra:
@@ -207,13 +316,16 @@ def dispatch(argv: list[str]) -> None:
         from t5lit.pipeline import run_cli
 
         run_cli(ns.experiment, ns.overrides, ns.run_dir)
+    elif ns.command == "check":
+        check_main(ns.path, ns.overrides, ns.run_dir)
     elif ns.command == "sweep":
         sweep_main(ns)
     elif ns.command == "eval":
         from t5lit.evaluate import evaluate_checkpoint
 
-        evaluate_checkpoint(ns.checkpoint, ns.task, data_dir=ns.data_dir, vocab=ns.vocab,
-                            batch_size=ns.batch_size, max_examples=ns.max_examples, num_beams=ns.num_beams)
+        evaluate_checkpoint(ns.checkpoint, ns.task, data_dir=ns.data_dir, vocab=ns.vocab, batch_size=ns.batch_size,
+                            max_examples=ns.max_examples, num_beams=ns.num_beams, accelerator=ns.accelerator,
+                            inputs_length=ns.inputs_length, targets_length=ns.targets_length)
     elif ns.command == "vocab":
         from itertools import islice
 
@@ -227,10 +339,7 @@ def dispatch(argv: list[str]) -> None:
     elif ns.command == "data":
         data_show(ns.objective, ns.text, ns.param, ns.inputs_length, ns.vocab, ns.seed)
     elif ns.command == "export-hf":
-        from t5lit.model.hf import export_lightning_checkpoint
-
-        export_lightning_checkpoint(ns.checkpoint, ns.out_dir)
-        print(f"wrote {ns.out_dir} (load it with T5ForConditionalGeneration.from_pretrained)")
+        export_hf_main(ns.checkpoint, ns.out_dir)
 
 
 def sweep_main(ns) -> None:

@@ -1,20 +1,78 @@
-"""ModelConfig: the typed, checked description of one T5-family model, and its named presets.
+"""ModelConfig: the typed, checked description of one T5-family model, its named presets, and the
+architecture registry.
 
 A config holds plain data only (strings, ints, floats, bools), so it serialises into YAML, Lightning
 checkpoints and Optuna trials unchanged. Every impossible combination is rejected in ``__post_init__``
 with a one-line ``ConfigError`` naming the field.
+
+``ARCHITECTURES`` maps each ``arch`` name to its ``ArchSpec``: everything that differs between architectures
+(model class, feature converter, encoder or not, FLOPs, Hugging Face export). ``t5lit.model.architectures``
+registers the paper's three; a plug-in adds its own through the ``t5lit.architectures`` entry point. The
+registry fills itself on first lookup, importing those modules by name: this module imports neither torch
+nor the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
-from t5lit.registry import ConfigError, Registry, check_choice, unknown_name_message
+from t5lit.registry import ConfigError, Registry, check_choice, discover_entry_points, unknown_name_message
 
-ARCHITECTURES = ("encoder_decoder", "decoder_only", "prefix_lm")
 FFN_KINDS = ("relu", "gated-gelu")
 ATTENTION_BACKENDS = ("sdpa", "flex", "eager")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture: what every other part of t5lit reads about it (DESIGN.md section 4).
+
+    name: the ``arch`` value of a config. model: the model class, built as ``model(cfg)``; its class
+    attribute ``arch`` must equal ``name``. has_encoder: a separate encoder stack (``num_encoder_layers`` >= 1
+    and the ``encoder_*`` features) or one stack (``num_encoder_layers`` 0). converter: ``(inputs_length,
+    targets_length, *, pack, truncate, loss_on_inputs) -> FeatureConverter`` (``t5lit.features``).
+    train_flops: ``(cfg, encoder_length, decoder_length) -> float``, matmul FLOPs of forward + backward for
+    one row of model features of those lengths (encoder_length is 0 without an encoder). hf_class: the
+    transformers class ``t5lit.model.hf`` exports to, or None with ``no_hf_reason`` (one line) saying why.
+    description: one line for ``t5lit list architectures``.
+    """
+
+    name: str
+    model: type
+    has_encoder: bool
+    converter: Callable[..., Any]
+    train_flops: Callable[[ModelConfig, int, int], float]
+    description: str
+    hf_class: str | None = None
+    no_hf_reason: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"ArchSpec.name must be an identifier-like string, got {self.name!r}")
+        if getattr(self.model, "arch", None) != self.name:
+            raise ConfigError(f"ArchSpec {self.name!r}: its model class {getattr(self.model, '__name__', self.model)} "
+                              f"has arch={getattr(self.model, 'arch', None)!r}; they must be equal")
+        if not isinstance(self.has_encoder, bool):
+            raise ConfigError(f"ArchSpec {self.name!r}: has_encoder must be a bool, got {self.has_encoder!r}")
+        if not callable(self.converter) or not callable(self.train_flops):
+            raise ConfigError(f"ArchSpec {self.name!r}: converter and train_flops must be callables")
+        if self.hf_class is None and not self.no_hf_reason:
+            raise ConfigError(f"ArchSpec {self.name!r}: without hf_class, give no_hf_reason (one line)")
+        for text in (self.description, self.no_hf_reason):
+            if "\n" in text:
+                raise ConfigError(f"ArchSpec {self.name!r}: description and no_hf_reason are one line each")
+
+
+def _discover_architectures() -> None:
+    importlib.import_module("t5lit.model.architectures")  # by name: config never imports the model
+    discover_entry_points("t5lit.architectures")
+
+
+# Insertion order (not sorted): the paper's order, encoder_decoder, decoder_only, prefix_lm, then plug-ins.
+ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", discover=_discover_architectures, sort=False)
 
 
 @dataclass(frozen=True)
@@ -33,14 +91,14 @@ class ModelConfig:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     tie_word_embeddings: bool = True  # T5 1.0 ties; tied logits are rescaled by d_model**-0.5
-    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | prefix_lm (paper Table 2)
+    arch: str = "encoder_decoder"  # a key of ARCHITECTURES: encoder_decoder | decoder_only | prefix_lm (Table 2)
     share_encoder_decoder: bool = False  # Table 2 "shared": decoder layers reuse the encoder's weights
     attention: str = "sdpa"  # sdpa | flex (CUDA) | eager (reference)
     layer_norm_epsilon: float = 1e-6
     initializer_factor: float = 1.0  # scales T5's initialisation (as transformers' T5 does)
 
     def __post_init__(self):
-        check_choice("arch", self.arch, ARCHITECTURES)
+        check_choice("arch", self.arch, sorted(ARCHITECTURES.names()))
         check_choice("ffn", self.ffn, FFN_KINDS)
         check_choice("attention", self.attention, ATTENTION_BACKENDS)
         for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_decoder_layers",
@@ -58,11 +116,12 @@ class ModelConfig:
                 f"ModelConfig.vocab_size must be >= 103 (pad, EOS, unk and 100 sentinels), got {self.vocab_size}")
         if self.relative_attention_num_buckets < 2:
             raise ConfigError("ModelConfig.relative_attention_num_buckets must be >= 2")
-        if self.is_encoder_decoder:
+        if self.spec.has_encoder:
             if self.num_encoder_layers < 1:
+                one_stack = " or ".join(repr(n) for n in ARCHITECTURES if not ARCHITECTURES.get(n).has_encoder)
                 raise ConfigError(
-                    "ModelConfig.num_encoder_layers must be >= 1 for arch='encoder_decoder' "
-                    f"(got {self.num_encoder_layers}); use arch='decoder_only' or 'prefix_lm' for no encoder")
+                    f"ModelConfig.num_encoder_layers must be >= 1 for arch={self.arch!r} "
+                    f"(got {self.num_encoder_layers}); use arch={one_stack} for no encoder")
             if self.share_encoder_decoder and self.num_encoder_layers != self.num_decoder_layers:
                 raise ConfigError(
                     "ModelConfig.share_encoder_decoder needs num_encoder_layers == num_decoder_layers "
@@ -77,8 +136,9 @@ class ModelConfig:
                     f"ModelConfig.share_encoder_decoder needs an encoder; arch={self.arch!r} has none")
 
     @property
-    def is_encoder_decoder(self) -> bool:
-        return self.arch == "encoder_decoder"
+    def spec(self) -> ArchSpec:
+        """The ArchSpec of ``arch``."""
+        return ARCHITECTURES.get(self.arch)
 
     @property
     def inner_dim(self) -> int:
@@ -152,10 +212,11 @@ def preset_config(name: str, **overrides) -> ModelConfig:
     """
     check_fields(overrides)
     values = {**PRESETS.get(name), **overrides}
-    if values.get("arch", "encoder_decoder") != "encoder_decoder" and "num_encoder_layers" not in overrides:
+    arch = values.get("arch", ModelConfig.arch)
+    if arch in ARCHITECTURES and not ARCHITECTURES.get(arch).has_encoder and "num_encoder_layers" not in overrides:
         values["num_encoder_layers"] = 0
     return ModelConfig(**values)
 
 
-__all__ = ["ModelConfig", "PRESETS", "preset_config", "ARCHITECTURES", "FFN_KINDS", "ATTENTION_BACKENDS",
-           "ConfigError"]
+__all__ = ["ModelConfig", "PRESETS", "preset_config", "ArchSpec", "ARCHITECTURES", "FFN_KINDS",
+           "ATTENTION_BACKENDS", "ConfigError"]

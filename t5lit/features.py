@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from t5lit.registry import ConfigError, Registry
+from t5lit.config import ARCHITECTURES
+from t5lit.registry import ConfigError, check_choice
 
 EOS_ID = 1
 
@@ -361,20 +362,24 @@ def _decoder_features(seqs, lens, row_of, seg, n_rows, length, loss_from=None, p
 
 
 # ----------------------------------------------------------------------------------------------------------------
-ConverterFactory = Callable[..., FeatureConverter]
-CONVERTERS: Registry[ConverterFactory] = Registry("architecture")
+# One factory per architecture, ``(inputs_length, targets_length, *, pack, truncate, loss_on_inputs)``; each
+# architecture's ArchSpec (t5lit.model.architectures) names its own, and ``converter_for`` goes through it.
 
-
-@CONVERTERS.add("encoder_decoder")
-def _enc_dec(inputs_length, targets_length, pack, loss_on_inputs, truncate) -> FeatureConverter:
+def encoder_decoder_converter(inputs_length: int, targets_length: int, *, pack: bool = False, truncate: bool = False,
+                              loss_on_inputs: bool = False) -> FeatureConverter:
+    """EncDecFeatureConverter of the given lengths. An objective with no inputs part (``lm``: inputs [],
+    inputs_length 0) still gets one encoder position: padding, so every encoder row is all padding, its
+    attention rows stay finite (masked uniformly) and the decoder's cross-attention sees no key."""
     if loss_on_inputs:
         raise ConfigError("loss_on_inputs applies to decoder_only and prefix_lm; an encoder_decoder's decoder "
                           "never sees the inputs")
-    return EncDecFeatureConverter(inputs_length, targets_length, pack=pack, truncate=truncate)
+    _check_length("inputs_length", inputs_length, 0)
+    return EncDecFeatureConverter(max(int(inputs_length), 1), targets_length, pack=pack, truncate=truncate)
 
 
-def _one_stack(cls: type[DecoderOnlyFeatureConverter]) -> ConverterFactory:
-    def make(inputs_length, targets_length, pack, loss_on_inputs, truncate) -> FeatureConverter:
+def _one_stack(cls: type[DecoderOnlyFeatureConverter]) -> Callable[..., FeatureConverter]:
+    def make(inputs_length: int, targets_length: int, *, pack: bool = False, truncate: bool = False,
+             loss_on_inputs: bool = False) -> FeatureConverter:
         _check_length("inputs_length", inputs_length, 0)
         _check_length("targets_length", targets_length, 1)
         return cls(inputs_length + targets_length, loss_on_inputs=loss_on_inputs, pack=pack, truncate=truncate,
@@ -382,15 +387,17 @@ def _one_stack(cls: type[DecoderOnlyFeatureConverter]) -> ConverterFactory:
     return make
 
 
-CONVERTERS.add("decoder_only", _one_stack(DecoderOnlyFeatureConverter))
-CONVERTERS.add("prefix_lm", _one_stack(PrefixLMFeatureConverter))
+decoder_only_converter = _one_stack(DecoderOnlyFeatureConverter)
+prefix_lm_converter = _one_stack(PrefixLMFeatureConverter)
 
 
-def converter_for(arch: str, inputs_length: int, targets_length: int, pack: bool = False,
-                  loss_on_inputs: bool = False, truncate: bool = False) -> FeatureConverter:
-    """The converter of architecture ``arch`` (``encoder_decoder``, ``decoder_only``, ``prefix_lm``);
-    decoder-only rows hold inputs + targets, so their length is inputs_length + targets_length."""
-    return CONVERTERS.get(arch)(inputs_length, targets_length, pack, loss_on_inputs, truncate)
+def converter_for(arch: str, inputs_length: int, targets_length: int, pack: bool = False, truncate: bool = False,
+                  loss_on_inputs: bool = False) -> FeatureConverter:
+    """The feature converter of architecture ``arch`` (a key of ``t5lit.config.ARCHITECTURES``); decoder-only
+    rows hold inputs + targets, so their length is inputs_length + targets_length."""
+    check_choice("architecture", arch, sorted(ARCHITECTURES.names()))
+    return ARCHITECTURES.get(arch).converter(inputs_length, targets_length, pack=pack, truncate=truncate,
+                                             loss_on_inputs=loss_on_inputs)
 
 
 def row_lengths(converter: FeatureConverter) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 The module consumes the model features of DESIGN.md section 2 and nothing else: the objective, the task
 and the packing are the data side's business. ``model_step`` is shared by train, validation and test.
-Validation batches that also carry ``inputs`` (fine-tuning) are decoded with ``generate`` and scored by
-the datamodule's tasks; metrics are logged as ``val/<task>/<metric>``.
+Validation batches that also carry ``inputs`` (fine-tuning) are decoded and scored by the Evaluator
+(t5lit/evaluator.py) over the datamodule's validation examples; metrics are logged as
+``val/<task>/<metric>`` and the structured result is ``last_eval`` (what BestPerTask reads).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import torch.nn.functional as F
 
 from t5lit.config import ModelConfig, preset_config
 from t5lit.model.architectures import build_model
-from t5lit.model.cpu import tune_allocator
-from t5lit.model.generate import generate
+from t5lit.model.cpu import apply_cpu_fast_paths
 from t5lit.optim import build_optimizer, schedule_fn
 
 MODEL_FEATURES = (
@@ -60,6 +60,8 @@ class T5LitModule(L.LightningModule):
             each task's own (greedy; beam search of 4 with alpha 0.6 for WMT and CNN/DM, as T5); an integer
             decodes every task so.
         compile: torch.compile the model (default: on for CUDA, off elsewhere).
+        cpu_fast_paths: on CPU, swap in ``t5lit.model.cpu.apply_cpu_fast_paths`` (oneDNN linears, the CPU
+            training attention) when the Trainer sets the model up; False keeps plain PyTorch modules.
         init_from: a .ckpt whose model weights initialise this model (fine-tuning a pre-trained run).
     """
 
@@ -68,7 +70,7 @@ class T5LitModule(L.LightningModule):
                  schedule: str = "inverse_sqrt", warmup_steps: int = 10_000, total_steps: int | None = None,
                  min_lr_ratio: float = 0.0, weight_decay: float = 0.0, z_loss: float = 0.0,
                  num_beams: int | None = None, length_penalty_alpha: float = 0.6, max_decode_length: int = 64,
-                 compile: bool | None = None, init_from: str | None = None):
+                 compile: bool | None = None, init_from: str | None = None, cpu_fast_paths: bool = True):
         super().__init__()
         if model_config is None:
             cfg = preset_config(preset, arch=arch, **(model_overrides or {}))
@@ -80,29 +82,31 @@ class T5LitModule(L.LightningModule):
         self.model = build_model(cfg)
         if init_from:
             self.load_model_weights(init_from)
-        self._compile = compile
+        self._compile, self._cpu_fast_paths = compile, cpu_fast_paths
         self._val_outputs: list[tuple[int, list[int], list[list[int]]]] = []
+        self._evaluator = None
+        self.last_eval = None  # the EvalResult of the latest validation (fine-tuning)
 
     # ----------------------------------------------------------------------------------------- model
     def configure_model(self):
-        use = self._compile if self._compile is not None else self.device.type == "cuda"
+        # The device the Trainer will run on (the module itself is moved there only after this hook).
+        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        if device.type == "cpu" and self._cpu_fast_paths:
+            apply_cpu_fast_paths(self.model)  # in place, idempotent; the state dict keys stay the same
+        use = self._compile if self._compile is not None else device.type == "cuda"
         if use and not hasattr(self, "_compiled"):
             # Kept out of the module tree so the state dict holds the weights once, under "model.".
             self.__dict__["_compiled"] = torch.compile(self.model)
 
     def load_model_weights(self, ckpt_path: str) -> None:
         """Copy the model weights of a t5lit checkpoint (architecture and sizes must match)."""
+        from t5lit.checkpoint import load_weights
         from t5lit.registry import ConfigError
 
         try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-        except FileNotFoundError:
-            raise ConfigError(f"init_from: checkpoint not found: {ckpt_path}") from None
-        weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"init_from {ckpt_path}: weights do not fit this model (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); check preset/arch/model_overrides")
+            load_weights(self.model, ckpt_path)
+        except ConfigError as err:
+            raise ConfigError(f"init_from: {err}") from None
 
     def forward(self, features: dict) -> torch.Tensor:
         model = getattr(self, "_compiled", self.model)
@@ -125,8 +129,6 @@ class T5LitModule(L.LightningModule):
         # Dropout masks are a pure function of (seed, step, rank), like the batches, so that a run resumed
         # from a checkpoint takes exactly the steps the uninterrupted run would have taken.
         self._dropout_seed = torch.initial_seed() % 2**31
-        if self.device.type == "cpu":
-            tune_allocator()  # keep freed memory for the next step (T5LIT_TUNE_MALLOC=0 turns it off)
 
     def on_train_batch_start(self, batch, batch_idx):
         world = max(1, self.trainer.world_size)
@@ -146,7 +148,7 @@ class T5LitModule(L.LightningModule):
         rows = batch["decoder_target_tokens"].shape[0]
         self.log("val/loss", ce, on_step=False, on_epoch=True, prog_bar=True, batch_size=rows,
                  add_dataloader_idx=False, sync_dist=True)
-        if "inputs" in batch:
+        if "inputs" in batch and self._evaluator is not None:
             self._val_outputs.append(self._decode(batch))
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
@@ -154,19 +156,30 @@ class T5LitModule(L.LightningModule):
         self.log("test/loss", ce, on_epoch=True, batch_size=batch["decoder_target_tokens"].shape[0],
                  add_dataloader_idx=False, sync_dist=True)
 
+    def evaluator(self):
+        """The Evaluator of the fine-tuning datamodule's tasks with this module's decoding settings."""
+        from t5lit.evaluator import Evaluator
+
+        dm = self.trainer.datamodule
+        hp = self.hparams
+        return Evaluator(dm.eval_set.tasks, dm.vocab, num_beams=hp.num_beams,
+                         length_penalty_alpha=hp.length_penalty_alpha, max_decode_length=hp.max_decode_length,
+                         num_samples=dm.hparams.num_samples)
+
+    def on_validation_epoch_start(self):
+        self._val_outputs = []
+        self._evaluator = self.evaluator() if hasattr(getattr(self.trainer, "datamodule", None), "eval_set") else None
+
     def _decode(self, batch: dict) -> tuple[list[int], list[int], list[list[int]]]:
-        beams = self.hparams.num_beams
-        if beams is None:  # the task's own decoding (validation batches hold one task each)
-            dm = getattr(self.trainer, "datamodule", None)
-            beams = dm.task_num_beams(int(batch["task_index"][0])) if hasattr(dm, "task_num_beams") else 1
-        tokens = generate(self.model, batch["inputs"], max_new_tokens=self.hparams.max_decode_length,
-                          num_beams=beams, length_penalty_alpha=self.hparams.length_penalty_alpha)
-        return (batch["task_index"].tolist(), batch["example_index"].tolist(), tokens.tolist())
+        from t5lit.evaluator import ModelPredictor
+
+        task = int(batch["task_index"][0])  # validation batches hold one task each
+        tokens = self._evaluator.predict_batch(ModelPredictor(self.model), task, batch["inputs"])
+        return (batch["task_index"].tolist(), batch["example_index"].tolist(), tokens)
 
     def on_validation_epoch_end(self):
         outputs, self._val_outputs = self._val_outputs, []
-        dm = getattr(self.trainer, "datamodule", None)
-        if not outputs or dm is None or not hasattr(dm, "score_predictions"):
+        if not outputs or self._evaluator is None:
             return
         tasks, examples, preds = [], [], []
         for t, e, p in outputs:
@@ -179,16 +192,16 @@ class T5LitModule(L.LightningModule):
             tasks = [x for g in gathered for x in g[0]]
             examples = [x for g in gathered for x in g[1]]
             preds = [x for g in gathered for x in g[2]]
-        scores, samples = dm.score_predictions(tasks, examples, preds)
-        for task, metrics in scores.items():
-            for name, value in metrics.items():
-                # every rank scored all predictions (gathered above): the same value, and BestPerTask on
-                # every rank sees it (its checkpoint saving is collective)
+        result = self._evaluator.score_tokens(self.trainer.datamodule.eval_set, tasks, examples, preds)
+        self.last_eval = result  # every rank scored all predictions (gathered above): the same result
+        for task, r in result.tasks.items():
+            for name, value in r.metrics.items():
                 self.log(f"val/{task}/{name}", float(value), sync_dist=True)
         writer = getattr(self.logger, "experiment", None)
-        if samples and hasattr(writer, "add_text") and self.trainer.is_global_zero:
-            for task, text in samples.items():
-                writer.add_text(f"samples/{task}", text, self.global_step)
+        if hasattr(writer, "add_text") and self.trainer.is_global_zero:
+            for task, r in result.tasks.items():
+                if r.samples:
+                    writer.add_text(f"samples/{task}", r.samples_markdown(), self.global_step)
 
     # ------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self):

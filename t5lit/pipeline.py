@@ -1,14 +1,17 @@
-"""One experiment: pre-train -> fine-tune on each task or mixture -> evaluate -> results.json.
+"""One experiment: its plan of stages in order (pre-train, fine-tune on a task or mixture, evaluate) ->
+results.json. The stages are data (``Experiment.plan()``, t5lit/schema.py); this module runs any list of them.
 
 Everything lives in one run directory::
 
-    <run_dir>/config.yaml                 the resolved experiment
-    <run_dir>/pretrain/{last.ckpt,done.json}, tensorboard logs under <run_dir>/tb/pretrain
-    <run_dir>/finetune/<task>/{last.ckpt,best-<task>.ckpt,scores.json,done.json}
-    <run_dir>/results.json                scores per task (best validation checkpoint), summary columns
+    <run_dir>/config.yaml                         the resolved experiment
+    <run_dir>/pretrain/{last,final}.ckpt, done.json      the pre-training stage named "pretrain"
+    <run_dir>/<kind>/<name>/...                   any other stage: last.ckpt, best-<task>.ckpt, scores.json,
+                                                  done.json (final.ckpt when a later stage starts from it)
+    <run_dir>/tb/<label>/                         TensorBoard logs per stage (pretrain, finetune-glue, ...)
+    <run_dir>/results.json                        scores per task (best validation checkpoint), summary columns
 
-Started again with the same directory, a run skips the stages marked done and resumes the interrupted one
-from its last checkpoint. The paper's "no pre-training" row is ``pretrain: null``.
+Before anything is created, the whole experiment is checked (t5lit/checks.py). Started again with the same
+directory, a run skips the stages marked done and resumes the interrupted one from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -19,39 +22,59 @@ from pathlib import Path
 
 import yaml
 
+from t5lit.checks import check_experiment
+from t5lit.evaluator import headline_score, summarize
 from t5lit.io import atomic_write_json, atomic_write_text
-from t5lit.registry import ConfigError
-
-# Summary columns of the paper's tables (Table 1): task name or mixture -> column.
-COLUMNS = {"glue": "GLUE", "super_glue": "SGLUE", "cnn_dailymail": "CNNDM", "squad": "SQuAD",
-           "wmt14_ende": "EnDe", "wmt14_enfr": "EnFr", "wmt16_enro": "EnRo"}
-# The metric the paper reports for single-task columns.
-COLUMN_METRIC = {"cnn_dailymail": "rouge2", "squad": "exact_match", "wmt14_ende": "bleu", "wmt14_enfr": "bleu",
-                 "wmt16_enro": "bleu"}
+from t5lit.schema import Experiment, Stage
 
 
 class TrialFailed(RuntimeError):
     """The experiment failed for a reason a sweep records (a NaN loss, say); the sweep goes on."""
 
 
-def _trainer(cfg: dict, stage_dir: Path, tb_name: str, max_steps: int, callbacks: list, **kwargs):
+def model_overrides(model: dict) -> dict:
+    """The ModelConfig overrides of an experiment's ``model`` section (a mapping), with ``depth_factor`` applied
+    to the preset's depths (Table 2's "6 layers" row is depth_factor 0.5 at every scale)."""
+    from t5lit.schema import ModelSection, build
+
+    return build(ModelSection, model, "model.", None).config_overrides()
+
+
+def as_experiment(cfg) -> Experiment:
+    """The typed experiment of a resolved mapping (``load_experiment``'s, which knows each key's file)."""
+    return cfg if isinstance(cfg, Experiment) else Experiment.from_dict(cfg, getattr(cfg, "sources", None))
+
+
+# ------------------------------------------------------------------------------------------ set-up
+def setup_runtime(exp: Experiment) -> None:
+    """Process-wide settings of a run: on CPU, keep freed memory between training steps (glibc's malloc)."""
+    import torch
+
+    accelerator = str(exp.trainer.accelerator)
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and exp.runtime.tune_malloc:
+        from t5lit.model.cpu import tune_allocator
+
+        tune_allocator()
+
+
+def _seed(exp: Experiment) -> None:
+    """Seed the initial weights and dropout of a stage from the experiment's seed (the replicate)."""
+    import lightning as L
+
+    L.seed_everything(exp.seed, workers=True, verbose=False)
+
+
+def _trainer(exp: Experiment, stage: Stage, run_dir: Path, max_steps: int, callbacks: list, **kwargs):
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from t5lit.callbacks import NonFiniteLossGuard, ThroughputMonitor
 
-    trainer_cfg = dict(cfg.get("trainer") or {})
-    logger = TensorBoardLogger(save_dir=str(stage_dir.parents[0] if tb_name == "pretrain" else stage_dir.parents[1]),
-                               name="tb", version=tb_name, default_hp_metric=False)
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version=stage.label, default_hp_metric=False)
     return L.Trainer(max_steps=max_steps, logger=logger, enable_model_summary=False,
-                     callbacks=[ThroughputMonitor(), NonFiniteLossGuard(), *callbacks], **trainer_cfg, **kwargs)
-
-
-def _seed(cfg: dict) -> None:
-    """Seed the initial weights and dropout of a stage from the experiment's seed (the replicate)."""
-    import lightning as L
-
-    L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+                     callbacks=[ThroughputMonitor(), NonFiniteLossGuard(), *callbacks], **exp.trainer.kwargs(),
+                     **kwargs)
 
 
 def _checkpointing(stage_dir: Path, every: int):
@@ -61,26 +84,16 @@ def _checkpointing(stage_dir: Path, every: int):
                            every_n_train_steps=every, save_on_train_epoch_end=False, auto_insert_metric_name=False)
 
 
-def model_overrides(model: dict) -> dict:
-    """The ModelConfig overrides of an experiment's ``model`` section, with ``depth_factor`` applied to the
-    preset's depths (Table 2's "6 layers" row is depth_factor 0.5 at every scale)."""
-    from t5lit.config import preset_config
+def _module(exp: Experiment, stage: Stage, init: Path | None):
+    from t5lit.lit_module import T5LitModule
 
-    overrides = dict(model.get("overrides") or {})
-    factor = float(model.get("depth_factor", 1.0))
-    if factor != 1.0:
-        cfg = preset_config(model["preset"], arch=model["arch"], **overrides)
-        for key in ("num_encoder_layers", "num_decoder_layers"):
-            depth = getattr(cfg, key)
-            overrides[key] = max(1, round(depth * factor)) if depth else 0
-    return overrides
-
-
-def _module_args(cfg: dict, stage: dict) -> dict:
-    model = cfg["model"]
-    return dict(preset=model["preset"], arch=model["arch"], model_overrides=model_overrides(model),
-                optimizer=stage["optimizer"], lr=stage["lr"], schedule=stage["schedule"],
-                warmup_steps=stage["warmup_steps"], z_loss=stage.get("z_loss", 0.0))
+    s, e = stage.settings, exp.evaluation
+    return T5LitModule(preset=exp.model.preset, arch=exp.model.arch, model_overrides=exp.model.config_overrides(),
+                       optimizer=s.optimizer, lr=s.lr, schedule=s.schedule, warmup_steps=s.warmup_steps,
+                       weight_decay=s.weight_decay, z_loss=s.z_loss, num_beams=e.num_beams,
+                       length_penalty_alpha=e.length_penalty_alpha, max_decode_length=e.max_decode_length,
+                       compile=exp.runtime.compile, cpu_fast_paths=exp.runtime.cpu_fast_paths,
+                       init_from=str(init) if init else None)
 
 
 def _fit(trainer, module, data, stage_dir: Path) -> None:
@@ -93,124 +106,196 @@ def _fit(trainer, module, data, stage_dir: Path) -> None:
         raise TrialFailed(str(err)) from None
 
 
-def pretrain(cfg: dict, run_dir: Path, callbacks=()) -> Path | None:
-    """Pre-train (or resume); returns the final checkpoint, or None for the no-pre-training row."""
-    p = cfg.get("pretrain")
-    if not p:
-        return None
-    from t5lit.data.datamodule import PretrainDataModule
-    from t5lit.lit_module import T5LitModule
+def _save_final(trainer, stage_dir: Path) -> Path:
+    from t5lit.checkpoint import save_trainer_checkpoint
 
-    stage_dir = run_dir / "pretrain"
+    return save_trainer_checkpoint(trainer, stage_dir / "final.ckpt")  # every rank (a collective), atomically
+
+
+# ------------------------------------------------------------------------------------------ stages
+def pretrain_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | None, callbacks=()) -> Path:
+    """Pre-train (or resume); returns the final checkpoint."""
+    from t5lit.data.datamodule import PretrainDataModule
+
+    p, stage_dir = stage.settings, run_dir / stage.dir_name
     final = stage_dir / "final.ckpt"
     if (stage_dir / "done.json").exists():
         return final
-    data = PretrainDataModule(corpus=p["corpus"], corpus_options=p.get("corpus_options"), vocab=p["vocab"],
-                              objective=p["objective"], objective_params=p.get("objective_params"),
-                              arch=cfg["model"]["arch"], inputs_length=p["inputs_length"],
-                              batch_size=p["batch_size"], max_tokens=p.get("max_tokens"),
-                              val_examples=p.get("val_examples", 256), seed=cfg.get("seed", 0),
-                              num_workers=p.get("num_workers", 0))
-    _seed(cfg)
-    module = T5LitModule(**_module_args(cfg, p))
-    trainer = _trainer(cfg, stage_dir, "pretrain", p["steps"], [_checkpointing(stage_dir, p["checkpoint_every"]),
-                                                                  *callbacks],
-                       val_check_interval=min(p["checkpoint_every"], p["steps"]), check_val_every_n_epoch=None)
+    data = PretrainDataModule(corpus=p.corpus, corpus_options=p.corpus_options, vocab=exp.model.vocab,
+                              objective=p.objective, objective_params=p.objective_params, arch=exp.model.arch,
+                              inputs_length=p.inputs_length, targets_length=p.targets_length,
+                              batch_size=p.batch_size, max_tokens=p.max_tokens, val_examples=p.val_examples,
+                              seed=exp.seed, num_workers=p.num_workers)
+    _seed(exp)
+    module = _module(exp, stage, init)
+    trainer = _trainer(exp, stage, run_dir, p.steps, [_checkpointing(stage_dir, p.checkpoint_every), *callbacks],
+                       val_check_interval=min(p.checkpoint_every, p.steps), check_val_every_n_epoch=None)
     _fit(trainer, module, data, stage_dir)
-    trainer.save_checkpoint(str(final) + ".tmp")  # on every rank (a collective); global rank 0 writes it
+    _save_final(trainer, stage_dir)
     if trainer.is_global_zero:
-        os.replace(str(final) + ".tmp", final)
         atomic_write_json(stage_dir / "done.json", {
             "step": trainer.global_step, "val_loss": float(trainer.callback_metrics.get("val/loss", math.nan))})
     trainer.strategy.barrier("t5lit-pretrain-done")  # the other ranks read final.ckpt next
     return final
 
 
-def finetune(cfg: dict, run_dir: Path, task: str, init: Path | None, callbacks=()) -> dict:
-    """Fine-tune on one task or mixture (or resume); returns BestPerTask's state."""
+def _task_dirs(exp: Experiment, stage: Stage) -> dict[str, str | None]:
+    """The official-files folder of each task of a stage (``finetune.data_dirs`` by task or mixture, else
+    ``finetune.data_dir``; None: the Hugging Face hub)."""
+    from t5lit.data.mixtures import task_names
+
+    f = stage.settings if stage.kind == "finetune" else exp.finetune
+    default, by_name = (f.data_dir, f.data_dirs) if f is not None else (None, {})
+    out: dict[str, str | None] = {}
+    for name in stage.task:
+        for t in task_names(name):
+            out.setdefault(t, by_name.get(t, by_name.get(name, default)))
+    return out
+
+
+def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | None, callbacks=(),
+                   keep_final: bool = False) -> dict:
+    """Fine-tune on a task or mixture (or resume); returns the scores per task (BestPerTask's state)."""
+    import json
+
     from t5lit.callbacks import BestPerTask
     from t5lit.data.datamodule import FinetuneDataModule
-    from t5lit.lit_module import T5LitModule
 
-    f = cfg["finetune"]
-    stage_dir = run_dir / "finetune" / task
-    done = stage_dir / "done.json"
-    if done.exists():
-        import json
-
+    f, e, stage_dir = stage.settings, exp.evaluation, run_dir / stage.dir_name
+    if (stage_dir / "done.json").exists():
         return json.loads((stage_dir / "scores.json").read_text())
-    data_dir = f.get("data_dirs", {}).get(task) if isinstance(f.get("data_dirs"), dict) else None
-    data = FinetuneDataModule(tasks=task, vocab=cfg["pretrain"]["vocab"] if cfg.get("pretrain") else f["vocab"],
-                              arch=cfg["model"]["arch"], inputs_length=f["inputs_length"],
-                              targets_length=f["targets_length"], batch_size=f["batch_size"],
-                              pack=f.get("pack", True), mixing=f.get("mixing", "examples_proportional"),
-                              mixing_limit=f.get("mixing_limit", 2**19), data_dir=data_dir or f.get("data_dir"),
-                              max_val_examples=f.get("max_val_examples"), seed=cfg.get("seed", 0),
-                              num_workers=f.get("num_workers", 0))
-    _seed(cfg)
-    module = T5LitModule(**_module_args(cfg, f), num_beams=f.get("num_beams"),
-                         max_decode_length=f.get("max_decode_length", 64), init_from=str(init) if init else None)
-    best = BestPerTask(str(stage_dir), keep_checkpoints=f.get("keep_best_checkpoints", True))
-    trainer = _trainer(cfg, stage_dir, f"finetune-{task}", f["steps"],
-                       [_checkpointing(stage_dir, f["eval_every"]), best, *callbacks],
-                       val_check_interval=min(f["eval_every"], f["steps"]), check_val_every_n_epoch=None,
+    data = FinetuneDataModule(tasks=list(stage.task), vocab=exp.model.vocab, arch=exp.model.arch,
+                              inputs_length=f.inputs_length, targets_length=f.targets_length,
+                              batch_size=f.batch_size, pack=f.pack, mixing=f.mixing, mixing_limit=f.mixing_limit,
+                              temperature=f.temperature, data_dir=_task_dirs(exp, stage),
+                              max_val_examples=e.max_val_examples, val_batch_size=e.batch_size,
+                              num_samples=e.num_samples, seed=exp.seed, num_workers=f.num_workers)
+    _seed(exp)
+    module = _module(exp, stage, init)
+    best = BestPerTask(str(stage_dir), keep_checkpoints=f.keep_best_checkpoints)
+    trainer = _trainer(exp, stage, run_dir, f.steps, [_checkpointing(stage_dir, f.eval_every), best, *callbacks],
+                       val_check_interval=min(f.eval_every, f.steps), check_val_every_n_epoch=None,
                        num_sanity_val_steps=0)
     _fit(trainer, module, data, stage_dir)
+    if keep_final:
+        _save_final(trainer, stage_dir)
     if trainer.is_global_zero:
-        atomic_write_json(done, {"step": trainer.global_step})
+        atomic_write_json(stage_dir / "done.json", {"step": trainer.global_step})
     trainer.strategy.barrier("t5lit-finetune-done")
     return best.state_dict()
 
 
-def summarize(scores: dict[str, dict[str, float]], finetuned: list[str]) -> dict[str, float]:
-    """The paper's table columns from per-task scores: GLUE/SGLUE averages, the single-task metrics,
-    and, for any other task, the mean of its metrics under the task's own name."""
-    from t5lit.metrics import glue_average, super_glue_average
+def evaluate_stage(exp: Experiment, stage: Stage, run_dir: Path, source: Stage) -> dict:
+    """Score the weights of an earlier stage (its final weights, or its best checkpoint per task) on the
+    stage's tasks with the Evaluator; returns ``{"best": {task: {score, step, metrics}}, "history": {}}``."""
+    import json
 
-    summary: dict[str, float] = {}
-    for name in finetuned:
-        if name == "glue":
-            summary["GLUE"] = glue_average(scores)
-        elif name == "super_glue":
-            summary["SGLUE"] = super_glue_average(scores)
-        elif name in COLUMN_METRIC and name in scores:
-            summary[COLUMNS[name]] = scores[name][COLUMN_METRIC[name]]
-        elif name in scores and scores[name]:
-            summary[name] = sum(scores[name].values()) / len(scores[name])
-    return summary
+    from t5lit.evaluate import evaluate_weights
+
+    stage_dir = run_dir / stage.dir_name
+    if (stage_dir / "done.json").exists():
+        return json.loads((stage_dir / "scores.json").read_text())
+    source_dir = run_dir / source.dir_name
+    results = evaluate_weights(source_dir, stage.weights, list(stage.task), exp.model.vocab,
+                               evaluation=stage.settings, inputs_length=_lengths(exp, source),
+                               data_dirs=_task_dirs(exp, stage))
+    state = {"history": {}, "best": {name: {"score": r.score, "step": None, "metrics": r.metrics}
+                                     for name, r in results.tasks.items()}}
+    if _is_global_zero():
+        atomic_write_json(stage_dir / "scores.json", state)
+        atomic_write_json(stage_dir / "done.json", {"weights": stage.weights, "from": source.name})
+    return state
 
 
-def run_experiment(cfg: dict, run_dir: str | Path, *, trial=None, callbacks=()) -> dict:
-    """Run (or resume) one experiment in ``run_dir``; returns and writes results.json."""
-    check_experiment(cfg)
+def _lengths(exp: Experiment, source: Stage) -> tuple[int, int]:
+    s = source.settings
+    if source.kind == "finetune":
+        return s.inputs_length, s.targets_length
+    f = exp.finetune
+    return (f.inputs_length, f.targets_length) if f is not None else (s.inputs_length, s.inputs_length)
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run_experiment(cfg, run_dir: str | Path, *, trial=None, callbacks=(), only: list[str] | None = None) -> dict:
+    """Run (or resume) one experiment in ``run_dir``; returns and writes results.json.
+
+    ``only``: run just these stages (``t5lit fit``); the stages they start from must have run already."""
+    exp = as_experiment(cfg)
     run_dir = Path(run_dir)
+    check_experiment(exp, run_dir)  # before anything is created
+    plan = exp.plan()
+    if only is not None:
+        _check_only(plan, only, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    results_path = run_dir / "results.json"
     lead = _is_global_zero()  # with DDP every rank runs this function; rank 0 writes the run's files
     if lead:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    setup_runtime(exp)
     callbacks = list(callbacks)
     if trial is not None:
         from t5lit.callbacks import OptunaPruningCallback
 
         callbacks.append(OptunaPruningCallback(trial, monitor="val/loss"))
-    init = pretrain(cfg, run_dir, callbacks)
+    starts_from = {s.init for s in plan if s.init}
+    finals: dict[str, Path] = {}
+    states: dict[str, dict] = {}
+    by_name = {s.name: s for s in plan}
+    for stage in plan:
+        init = (run_dir / by_name[stage.init].dir_name / "final.ckpt") if stage.init else None
+        if only is not None and stage.name not in only:
+            continue
+        if stage.kind == "pretrain":
+            finals[stage.name] = pretrain_stage(exp, stage, run_dir, init, callbacks)
+        elif stage.kind == "finetune":
+            states[stage.name] = finetune_stage(exp, stage, run_dir, init, callbacks,
+                                                keep_final=stage.name in starts_from)
+        else:
+            states[stage.name] = evaluate_stage(exp, stage, run_dir, by_name[stage.init])
+    if only is not None:
+        return {"name": exp.name, "status": "complete", "stages": list(only)}
+    results = collect_results(exp, plan, states)
+    if lead:
+        _log_hparams(exp, results, run_dir)
+        atomic_write_json(run_dir / "results.json", results)
+    return results
+
+
+def _check_only(plan: list[Stage], only: list[str], run_dir: Path) -> None:
+    from t5lit.registry import ConfigError, unknown_name_message
+
+    names = [s.name for s in plan]
+    for name in only:
+        if name not in names:
+            raise ConfigError(unknown_name_message("stage", name, names))
+        stage = plan[names.index(name)]
+        if stage.init and stage.init not in only:
+            init = plan[names.index(stage.init)]
+            if not (run_dir / init.dir_name / "final.ckpt").is_file():
+                raise ConfigError(f"stage {name!r} starts from stage {stage.init!r}, which has not run in {run_dir}; "
+                                  f"run it first, or give the stage init: random")
+
+
+def collect_results(exp: Experiment, plan: list[Stage], states: dict[str, dict]) -> dict:
+    """results.json from the stages' scores: per task the best validation scores (a later stage's scores of a
+    task replace an earlier one's), the paper's summary columns, and the validation curves."""
+    from t5lit.data.tasks import TASKS
+
     scores: dict[str, dict[str, float]] = {}
     curves: dict[str, list] = {}
-    tasks = cfg["finetune"]["tasks"] if cfg.get("finetune") else []
-    for task in tasks:
-        state = finetune(cfg, run_dir, task, init, callbacks)
+    for stage in plan:
+        state = states.get(stage.name)
+        if state is None:
+            continue
         for name, best in state["best"].items():
             scores[name] = best["metrics"]
         for name, hist in state["history"].items():
-            key = "loss" if name == "loss" else name
-            curves[f"{task}/{key}" if key == "loss" else key] = [[s, sum(m.values()) / len(m)] for s, m in hist]
-    results = {"name": cfg.get("name"), "status": "complete", "scores": scores,
-               "summary": summarize(scores, tasks), "val_curves": curves}
-    if lead:
-        _log_hparams(cfg, results, run_dir)
-        atomic_write_json(results_path, results)
-    return results
+            if name == "loss":
+                curves[f"{stage.name}/loss"] = [[s, m["loss"]] for s, m in hist]
+            elif name in TASKS:
+                task = TASKS.get(name)
+                curves[name] = [[s, headline_score(task, m)] for s, m in hist]
+    return {"name": exp.name, "status": "complete", "scores": scores,
+            "summary": summarize(scores, exp.reported_tasks()), "val_curves": curves}
 
 
 def _is_global_zero() -> bool:
@@ -236,7 +321,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _log_hparams(cfg: dict, results: dict, run_dir: Path) -> None:
+def _log_hparams(exp: Experiment, results: dict, run_dir: Path) -> None:
     """The experiment's settings and final scores on TensorBoard's HParams dashboard."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -244,26 +329,19 @@ def _log_hparams(cfg: dict, results: dict, run_dir: Path) -> None:
     if not metrics:
         return
     with SummaryWriter(str(run_dir / "tb" / "hparams")) as w:
-        w.add_hparams(_flatten(cfg), metrics, run_name=".")
+        w.add_hparams(_flatten(exp.to_dict()), metrics, run_name=".")
 
 
 def run_cli(path: str, overrides: list[str], run_dir: str | None) -> dict:
     """``t5lit run FILE [k=v ...] [--run-dir DIR]``: prints the summary table at the end."""
-    from t5lit.experiment import load_experiment, parse_cli_overrides
+    from t5lit.experiment import parse_cli_overrides, resolve_experiment
 
-    cfg = load_experiment(path, parse_cli_overrides(overrides))
-    out = Path(run_dir) if run_dir else Path("runs") / cfg["name"]
-    results = run_experiment(cfg, out)
+    exp = resolve_experiment(path, parse_cli_overrides(overrides))
+    out = Path(run_dir) if run_dir else Path("runs") / exp.name
+    results = run_experiment(exp, out)
     if not _is_global_zero():
         return results
     print(f"results: {out / 'results.json'}")
     for column, value in results["summary"].items():
         print(f"  {column:24s} {value:8.2f}")
     return results
-
-
-def check_experiment(cfg: dict) -> None:
-    """Fail early, in one line, on the errors a user can make in an experiment file."""
-    for key in ("model", "finetune"):
-        if key not in cfg:
-            raise ConfigError(f"experiment {cfg.get('name')!r} has no {key!r} section")

@@ -111,11 +111,12 @@ def discover_entry_points(group: str) -> None:
                   f"{type(err).__name__}: {first}", file=sys.stderr)
 
 
-def unknown_name_message(kind: str, name: object, valid: list[str]) -> str:
-    """``unknown objective 'spn_corruption'; did you mean 'span_corruption'? valid: a, b, c``."""
+def unknown_name_message(kind: str, name: object, valid: list[str], where: str = "") -> str:
+    """``unknown objective 'spn_corruption'; did you mean 'span_corruption'? valid: a, b, c``; ``where``
+    follows the name (``unknown key 'objectve' under 'pretrain'; ...``)."""
     close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}{hint} valid: {', '.join(map(str, valid))}"
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {kind} {name!r}{' ' + where if where else ''}{hint} valid: {', '.join(map(str, valid))}"
 
 
 def check_choice(kind: str, value: object, valid: list[str] | tuple[str, ...]) -> None:
@@ -126,3 +127,14 @@ def check_choice(kind: str, value: object, valid: list[str] | tuple[str, ...]) -
         ok = False
     if not ok:
         raise ConfigError(unknown_name_message(kind, value, list(valid)))
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+
+
+def check_name(kind: str, name: object) -> None:
+    """Names that become folders or files (experiments, stages, sweep rows, studies): letters, digits and
+    ``_.+-``, not starting with a symbol."""
+    if not (isinstance(name, str) and name and name[0].isalnum() and set(name) <= _NAME_CHARS):
+        raise ConfigError(f"{kind} {name!r} must be letters, digits and _.+- (it names a folder or file), "
+                          "starting with a letter or digit")

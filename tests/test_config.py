@@ -49,3 +49,22 @@ def test_presets_and_decoder_only_drop_the_encoder():
     assert not preset_config("t5.1.1-base").tie_word_embeddings
     cfg = preset_config("tiny")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_arch_spec_checks_its_fields():
+    from t5lit.config import ARCHITECTURES, ArchSpec
+
+    class Mine:
+        arch = "mine"
+
+    ok = dict(name="mine", model=Mine, has_encoder=False, converter=lambda *a, **kw: None,
+              train_flops=lambda cfg, enc, dec: 0.0, description="one line", no_hf_reason="not a T5")
+    assert ArchSpec(**ok).hf_class is None
+    for changes, fragment in [({"name": "yours"}, "has arch='mine'; they must be equal"),
+                              ({"no_hf_reason": ""}, "give no_hf_reason"),
+                              ({"has_encoder": 1}, "has_encoder must be a bool"),
+                              ({"description": "two\nlines"}, "one line each")]:
+        with pytest.raises(ConfigError, match=fragment):
+            ArchSpec(**{**ok, **changes})
+    assert "mine" not in ARCHITECTURES  # a spec is registered only by register_architecture
+    assert ModelConfig().spec is ARCHITECTURES.get("encoder_decoder") and ModelConfig().spec.has_encoder

@@ -176,6 +176,19 @@ def test_converter_for_and_row_lengths():
         EncDecFeatureConverter(8, 0)
 
 
+
+def test_no_inputs_still_give_the_encoder_one_padding_position():
+    """The lm objective's examples have inputs []: the encoder-decoder row gets one encoder position, padding."""
+    check(converter_for("encoder_decoder", 0, 4)([ex([], [3, 9, 1])]), {
+        "encoder_input_tokens": [[0]], "decoder_input_tokens": [[0, 3, 9, 1]],
+        "decoder_target_tokens": [[3, 9, 1, 0]], "decoder_loss_weights": [[1, 1, 1, 0]]})
+    packed = converter_for("encoder_decoder", 0, 5, pack=True)([ex([], [3, 1]), ex([], [4, 1])])
+    check(packed, {"encoder_input_tokens": [[0]], "decoder_input_tokens": [[0, 3, 0, 4, 0]],
+                   "decoder_target_tokens": [[3, 1, 4, 1, 0]], "decoder_loss_weights": [[1, 1, 1, 1, 0]],
+                   "encoder_segment_ids": [[0]], "encoder_positions": [[0]],
+                   "decoder_segment_ids": [[1, 1, 2, 2, 0]], "decoder_positions": [[0, 1, 0, 1, 0]]})
+    assert row_lengths(converter_for("decoder_only", 0, 4))["decoder_input_tokens"] == 4
+
 def test_empty_batch_keeps_its_width():
     out = converter_for("prefix_lm", 3, 2, pack=True)([])
     assert all(v.shape == (0, 5) for v in out.values())

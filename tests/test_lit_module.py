@@ -132,15 +132,16 @@ def test_finetuning_a_mixture_logs_every_task(tmp_path):
 
 
 def test_validation_decodes_with_each_tasks_beam_size(tmp_path, monkeypatch):
-    import t5lit.lit_module as lm
-    from t5lit.data.datamodule import FinetuneDataModule
+    import t5lit.evaluator as lm
     from t5lit.data.tasks import get_task
+    from t5lit.evaluator import Evaluator
 
     assert {get_task(n).num_beams for n in ("wmt14_ende", "wmt14_enfr", "wmt16_enro", "cnn_dailymail")} == {4}
     assert get_task("glue_rte").num_beams == get_task("squad").num_beams == 1
     seen = []
     real = lm.generate
     monkeypatch.setattr(lm, "generate", lambda *a, **kw: seen.append(kw["num_beams"]) or real(*a, **kw))
-    monkeypatch.setattr(FinetuneDataModule, "task_num_beams", lambda self, i: {0: 2, 1: 3}[i])
+    monkeypatch.setattr(Evaluator, "beams_for", lambda self, task: {"builtin_kind": 2, "builtin_name": 3}[task.name]
+                        if self.num_beams is None else self.num_beams)
     finetune(tmp_path, ["builtin_kind", "builtin_name"])  # num_beams None: each task's own
     assert set(seen) == {2, 3}

@@ -16,7 +16,7 @@ SHRINK = {"scale": "tiny", "model.preset": "tiny", "pretrain.steps": 1, "pretrai
           "pretrain.inputs_length": 32, "pretrain.checkpoint_every": 1, "pretrain.val_examples": 4,
           "pretrain.warmup_steps": 1, "finetune.tasks": ["builtin_kind"], "finetune.steps": 1,
           "finetune.batch_size": 2, "finetune.inputs_length": 32, "finetune.targets_length": 8,
-          "finetune.eval_every": 1, "finetune.max_val_examples": 2, "finetune.max_decode_length": 4}
+          "finetune.eval_every": 1, "evaluation.max_val_examples": 2, "evaluation.max_decode_length": 4}
 
 
 def _experiment_configs() -> dict[str, dict]:

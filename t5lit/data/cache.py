@@ -16,23 +16,31 @@ changed vocabulary or option never reuses a stale cache. Files are written to te
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from t5lit.io import atomic_open, atomic_write_text, file_lock
 from t5lit.registry import ConfigError
 
-if TYPE_CHECKING:
-    from t5lit.data.vocab import Vocabulary
+
+class VocabularyLike(Protocol):
+    """What the cache needs of a ``t5lit.data.vocab.Vocabulary`` (the cache never imports the vocabulary
+    module: ``vocab.py`` uses ``cache_root``)."""
+
+    vocab_size: int
+    eos_id: int
+    fingerprint: str
+    model_path: str
+
+    def encode_batch(self, texts: list[str], *, sentinels: bool = ...) -> list[list[int]]: ...
 
 CACHE_FORMAT = 1  # bump when the layout changes: old caches get new keys
 ENCODE_BATCH = 256  # documents per batched SentencePiece call
@@ -43,42 +51,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get("T5LIT_CACHE") or Path.home() / ".cache" / "t5lit"
     return Path(cache_dir).expanduser()
-
-
-def _temp_path(path: Path) -> Path:
-    """A fresh temporary file next to ``path`` (same filesystem, so os.replace is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    tmp = _temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock on ``<path>.lock`` across processes (POSIX flock); without fcntl, no lock: writers
-    then race, but every write is atomic and produces the same content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -134,7 +106,7 @@ class TokenArray:
         return np.asarray(self.tokens[i * raw_length:(i + 1) * raw_length], dtype=np.int32)
 
 
-def cache_key(corpus: str, split: str, vocab: Vocabulary, max_tokens: int | None,
+def cache_key(corpus: str, split: str, vocab: VocabularyLike, max_tokens: int | None,
               corpus_options: dict | None) -> str:
     spec = {"format": CACHE_FORMAT, "corpus": corpus, "split": split, "options": corpus_options or {},
             "max_tokens": max_tokens, "vocab": vocab.fingerprint, "content": _content_signature(corpus, split,
@@ -158,7 +130,7 @@ def _content_signature(corpus: str, split: str, options: dict | None) -> object:
     return None
 
 
-def token_cache(corpus: str, split: str, vocab: Vocabulary, *, cache_dir: str | os.PathLike | None = None,
+def token_cache(corpus: str, split: str, vocab: VocabularyLike, *, cache_dir: str | os.PathLike | None = None,
                 max_tokens: int | None = None, corpus_options: dict | None = None,
                 progress: bool = True) -> TokenArray:
     """The tokens of ``corpus``/``split`` under ``vocab``: read from the cache, or tokenized once and cached.
@@ -191,7 +163,7 @@ def _read_cache(bin_path: Path, meta_path: Path) -> TokenArray | None:
     return TokenArray.open(bin_path, meta)
 
 
-def _build(corpus: str, split: str, vocab: Vocabulary, max_tokens: int | None, options: dict,
+def _build(corpus: str, split: str, vocab: VocabularyLike, max_tokens: int | None, options: dict,
            bin_path: Path, meta_path: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
@@ -203,10 +175,9 @@ def _build(corpus: str, split: str, vocab: Vocabulary, max_tokens: int | None, o
     documents = iter_documents(corpus, split, stats=stats, **_unsharded(corpus, options))
     num_tokens = num_documents = 0
     start = time.time()
-    tmp_bin, tmp_meta = _temp_path(bin_path), _temp_path(meta_path)
     bar = tqdm(desc=f"tokenizing {corpus}/{split}", unit="doc", disable=not progress, leave=False)
     try:
-        with open(tmp_bin, "wb") as out:
+        with atomic_open(bin_path, "wb") as out:
             batch: list[str] = []
             for doc in _then_none(documents):
                 if doc is not None:
@@ -233,14 +204,11 @@ def _build(corpus: str, split: str, vocab: Vocabulary, max_tokens: int | None, o
                 "dtype": dtype.name, "vocab_fingerprint": vocab.fingerprint, "vocab_path": vocab.model_path,
                 "vocab_size": vocab.vocab_size, "eos_id": vocab.eos_id, "format": CACHE_FORMAT,
                 "seconds": round(time.time() - start, 3)}
-        tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        os.replace(tmp_bin, bin_path)
-        os.replace(tmp_meta, meta_path)  # last: its presence marks a whole cache
+        # Last: the metadata's presence marks a whole cache (and _read_cache checks the array's size against it).
+        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str))
     finally:
         bar.close()
         documents.close()
-        tmp_bin.unlink(missing_ok=True)
-        tmp_meta.unlink(missing_ok=True)
 
 
 def _then_none(iterable):

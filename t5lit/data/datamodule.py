@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from t5lit.data.examples import PretrainFeatures
 from t5lit.data.stream import BatchStream, ResumableMixin, StreamLoader, to_tensors
 from t5lit.features import converter_for, pad_rows, plan_packing
-from t5lit.objectives import get_objective, raw_length
 from t5lit.registry import ConfigError
 
 # Corpora that ship a validation split; for the others the last chunks of the train cache are held out.
@@ -56,12 +56,10 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
                  cache_dir: str | None = None, targets_length: int | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.objective_fn = get_objective(objective, **(objective_params or {}))
-        self.raw_length, self.targets_length = raw_length(self.objective_fn, inputs_length, targets_length)
-        # The LM objective has no inputs part: its whole row is targets, with the loss on all of it.
-        is_lm = objective == "lm"
-        self.converter = converter_for(arch, 0 if is_lm else inputs_length, self.targets_length, pack=False,
-                                       loss_on_inputs=is_lm)
+        # objective x architecture: the length budget and the feature converter (shared with `t5lit data show`)
+        self.recipe = PretrainFeatures.build(objective, objective_params, arch, inputs_length, targets_length)
+        self.objective_fn, self.converter = self.recipe.objective, self.recipe.converter
+        self.raw_length, self.targets_length = self.recipe.budget.raw, self.recipe.budget.targets
         self.vocab = None
 
     def fingerprint(self) -> str:
@@ -97,23 +95,22 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
         if n_train < hp.batch_size:
             raise ConfigError(f"corpus {hp.corpus!r} gives {n_train} training chunks of {self.raw_length} tokens, "
                               f"fewer than one batch of {hp.batch_size}; use more data or a smaller batch")
-        # One example now, so that an objective that cannot work with this vocabulary (too few extra ids for
+        # One batch now, so that an objective that cannot work with this vocabulary (too few extra ids for
         # its sentinels) fails here in one line, not later inside a DataLoader worker.
-        self.example(self.train_tokens, 0, 0)
+        self.examples(self.train_tokens, [0], 0)
 
-    # One example: chunk ``index`` through the objective with its own RNG (seed, epoch, index).
-    def example(self, tokens, chunk: int, epoch: int) -> dict:
-        rng = np.random.default_rng((self.hparams.seed, epoch, chunk))
-        return self.objective_fn(tokens.chunk(chunk, self.raw_length), rng, self.vocab)
+    def examples(self, tokens, chunks: list[int], epoch: int) -> list[dict]:
+        """Chunks ``chunks`` through the objective, each with its own RNG (seed, epoch, chunk index); the
+        vectorised path gives the same examples as per-example calls."""
+        rows = np.stack([tokens.chunk(c, self.raw_length) for c in chunks])
+        rngs = [np.random.default_rng((self.hparams.seed, epoch, c)) for c in chunks]
+        return self.recipe.examples(rows, rngs, self.vocab)
 
     def train_batch(self, epoch: int, batch: int) -> dict:
         b, seed = self.hparams.batch_size, self.hparams.seed
         order = np.random.default_rng((seed, epoch)).permutation(self.num_train_chunks)
         chunks = [int(c) for c in order[batch * b:(batch + 1) * b]]
-        # apply_batch is the vectorised path (same outputs as per-example calls, per-example RNGs).
-        tokens = np.stack([self.train_tokens.chunk(c, self.raw_length) for c in chunks])
-        rngs = [np.random.default_rng((seed, epoch, c)) for c in chunks]
-        return self.converter(self.objective_fn.apply_batch(tokens, rngs, self.vocab))
+        return self.recipe.features(self.examples(self.train_tokens, chunks, epoch))
 
     def train_dataloader(self):
         stream = BatchStream(self.train_batch, lambda epoch: self.num_train_chunks // self.hparams.batch_size)
@@ -122,8 +119,8 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
 
     def val_dataloader(self):
         b, n = self.hparams.batch_size, self.num_val_examples
-        examples = [self.example(self.val_tokens, self.val_offset + i, 0) for i in range(n)]
-        batches = [to_tensors(self.converter(examples[i:i + b])) for i in range(0, n, b)]
+        examples = self.examples(self.val_tokens, [self.val_offset + i for i in range(n)], 0) if n else []
+        batches = [to_tensors(self.recipe.features(examples[i:i + b])) for i in range(0, n, b)]
         return DataLoader(batches, batch_size=None)  # ready-made batches, in order
 
 
@@ -153,7 +150,11 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         from t5lit.data.mixtures import get_task_or_mixture
 
         names = [tasks] if isinstance(tasks, str) else list(tasks)
-        self.tasks = [t for name in names for t in get_task_or_mixture(name)]
+        seen: dict[str, object] = {}
+        for name in names:  # mixtures expand to their tasks; a task named twice is trained and scored once
+            for t in get_task_or_mixture(name):
+                seen.setdefault(t.name, t)
+        self.tasks = list(seen.values())
         self.converter = converter_for(arch, inputs_length, targets_length, pack=pack)
         self.val_converter = converter_for(arch, inputs_length, targets_length, pack=False)
         self.vocab = None
@@ -166,43 +167,49 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
 
     def _data_dir(self, task) -> str | None:
         d = self.hparams.data_dir
-        return d.get(task.name) if isinstance(d, dict) else d
+        if isinstance(d, dict):
+            from t5lit.data.mixtures import task_names
 
-    def _tokenize(self, text: str, length: int) -> np.ndarray:
-        ids = self.vocab.encode(text)[: length - 1] + [self.vocab.eos_id]
-        return np.asarray(ids, dtype=np.int32)
+            dirs = {t: v for name, v in d.items() for t in task_names(name)}  # a mixture's dir serves its tasks
+            return dirs.get(task.name)
+        return d
 
     def _encode(self, task, raw: list[dict]) -> list[dict]:
+        from t5lit.evaluator import tokenize
+
         hp = self.hparams
         out = []
         for ex in raw:
             f = task.format(ex)
-            out.append({"inputs": self._tokenize(f["inputs"], hp.inputs_length),
-                        "targets": self._tokenize(f["targets"], hp.targets_length), "text": f})
+            out.append({"inputs": tokenize(self.vocab, f["inputs"], hp.inputs_length),
+                        "targets": tokenize(self.vocab, f["targets"], hp.targets_length), "text": f})
         return out
 
     def setup(self, stage: str | None = None):
-        """Validation examples for every stage; training examples and mixing rates only for ``fit`` (so
-        that ``t5lit eval`` needs neither the training files nor their download)."""
+        """Validation examples for every stage (``eval_set``, what the Evaluator scores); training examples
+        and mixing rates only for ``fit`` (so that ``t5lit eval`` needs neither the training files nor their
+        download)."""
         from t5lit.data.mixtures import mixture_rates
         from t5lit.data.vocab import load_vocabulary
+        from t5lit.evaluator import EvalSet
 
         hp = self.hparams
         if self.vocab is None:
             self.vocab = load_vocabulary(hp.vocab)
-            self.val_raw, self.val = {}, {}
-            for t in self.tasks:
-                raw = t.load("validation", self._data_dir(t))
-                if hp.max_val_examples is not None:
-                    raw = raw[: hp.max_val_examples]
-                self.val_raw[t.name], self.val[t.name] = raw, self._encode(t, raw)
+            self.eval_set = EvalSet.load(self.tasks, self.vocab, inputs_length=hp.inputs_length,
+                                         targets_length=hp.targets_length, max_examples=hp.max_val_examples,
+                                         data_dirs={t.name: self._data_dir(t) for t in self.tasks})
+            self.val_raw = self.eval_set.raw
+            self.val = {t.name: [{"inputs": i, "targets": o, "text": x} for i, o, x in zip(
+                self.eval_set.inputs[t.name], self.eval_set.targets[t.name], self.eval_set.text[t.name])]
+                for t in self.tasks}
         if self.train is not None or stage not in (None, "fit"):
             return
         self.train = {t.name: self._encode(t, t.load("train", self._data_dir(t))) for t in self.tasks}
         counts = {name: len(exs) for name, exs in self.train.items()}
         self.rates = mixture_rates(hp.mixing, counts, limit=hp.mixing_limit, temperature=hp.temperature)
         # An epoch draws as many examples as the mixture's limited sizes add up to.
-        self.epoch_examples = sum(min(c, hp.mixing_limit) for c in counts.values())
+        self.epoch_examples = sum(min(c, hp.mixing_limit) if hp.mixing_limit else c for c in counts.values())
         self._plans: dict[int, tuple[list, list]] = {}
 
     def _epoch_plan(self, epoch: int) -> tuple[list[tuple[str, int]], list[list[int]]]:
@@ -241,46 +248,15 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
                             pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
 
-    def task_num_beams(self, task_index: int) -> int:
-        """The beam size task ``task_index`` decodes with when the run leaves it to the task."""
-        return self.tasks[task_index].num_beams
-
     def val_dataloader(self):
+        """One batch per task chunk: the model features (val/loss) plus ``inputs`` (B, L) to decode and
+        ``task_index`` / ``example_index`` to score the predictions with the Evaluator."""
         b = self.hparams.val_batch_size or self.hparams.batch_size
         batches = []
-        for ti, task in enumerate(self.tasks):
-            exs = self.val[task.name]
-            if not task.has_labels("validation"):
-                continue
-            for start in range(0, len(exs), b):
-                part = exs[start:start + b]
-                feats = self.val_converter(part)
-                width = max(len(e["inputs"]) for e in part)
-                inputs = np.zeros((len(part), width), np.int32)
-                for r, e in enumerate(part):
-                    inputs[r, : len(e["inputs"])] = e["inputs"]
-                feats.update(inputs=inputs, task_index=np.full(len(part), ti, np.int64),
-                             example_index=np.arange(start, start + len(part), dtype=np.int64))
-                batches.append(to_tensors(feats))
+        for ti, idx, inputs in self.eval_set.batches(b):
+            task = self.tasks[ti]
+            feats = self.val_converter([self.val[task.name][i] for i in idx])
+            feats.update(inputs=inputs, task_index=np.full(len(idx), ti, np.int64),
+                         example_index=np.asarray(idx, dtype=np.int64))
+            batches.append(to_tensors(feats))
         return DataLoader(batches, batch_size=None)
-
-    def score_predictions(self, task_idx: list[int], example_idx: list[int], preds: list[list[int]]
-                          ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-        """Decode and score the validation predictions; returns (scores per task, sample text per task)."""
-        by_task: dict[int, dict[int, str]] = {}
-        for t, e, p in zip(task_idx, example_idx, preds):
-            # Ids in the model's padding above the vocabulary decode to nothing (garbage scores as wrong).
-            by_task.setdefault(t, {})[e] = self.vocab.decode([i for i in p if i < self.vocab.vocab_size])
-        scores, samples = {}, {}
-        for t, decoded in by_task.items():
-            task = self.tasks[t]
-            order = sorted(decoded)
-            raw = [self.val_raw[task.name][i] for i in order]
-            scores[task.name] = task.evaluate(raw, [decoded[i] for i in order])
-            lines = ["| input | prediction | target |", "|---|---|---|"]
-            for i in order[: self.hparams.num_samples]:
-                text = self.val[task.name][i]["text"]
-                cells = [text["inputs"][:300], decoded[i], text["targets"][:300]]
-                lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-            samples[task.name] = "\n".join(lines)
-        return scores, samples

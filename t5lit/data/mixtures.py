@@ -38,13 +38,15 @@ MIXING_METHODS = ("examples_proportional", "temperature", "equal")
 
 @dataclass(frozen=True)
 class Mixture:
-    """Tasks trained together, sampled by ``rate`` (one of MIXING_METHODS) with ``limit`` K and ``temperature``."""
+    """Tasks trained together, sampled by ``rate`` (one of MIXING_METHODS) with ``limit`` K and ``temperature``;
+    ``column``: the paper's column its tasks' scores average into (GLUE, SGLUE), if any."""
 
     name: str
     tasks: tuple[str, ...]
     rate: str = "examples_proportional"
     limit: int | None = None
     temperature: float = 1.0
+    column: str | None = None
 
     def __post_init__(self):
         check_choice("mixing rate", self.rate, MIXING_METHODS)
@@ -55,10 +57,10 @@ class Mixture:
 MIXTURES: Registry[Mixture] = Registry("mixture")
 
 MIXTURES.add("glue", Mixture("glue", ("glue_cola", "glue_sst2", "glue_mrpc", "glue_qqp", "glue_stsb", "glue_mnli",
-                                      "glue_qnli", "glue_rte")))
+                                      "glue_qnli", "glue_rte"), column="GLUE"))
 MIXTURES.add("super_glue", Mixture("super_glue", (
     "super_glue_boolq", "super_glue_cb", "super_glue_copa", "super_glue_multirc", "super_glue_record",
-    "super_glue_rte", "super_glue_wic", "super_glue_wsc")))
+    "super_glue_rte", "super_glue_wic", "super_glue_wsc"), column="SGLUE"))
 
 
 def mixture_rates(mixing: str | Mixture, num_examples: Mapping[str, int], *, limit: int | None = None,
@@ -110,6 +112,18 @@ def sample_task_sequence(rates: Mapping[str, float], n: int, seed: int | Sequenc
         raise ConfigError(f"mixing rates must be non-negative and not all zero, got {dict(rates)}")
     draws = np.random.default_rng(seed).choice(len(names), size=n, p=p / p.sum())
     return [names[i] for i in draws]
+
+
+def task_names(name: str) -> list[str]:
+    """The task names of mixture ``name``, or ``[name]`` for a task; unknown names list both kinds (without
+    loading any data)."""
+    from t5lit.data.tasks import TASKS
+
+    if name in MIXTURES:
+        return list(MIXTURES.get(name).tasks)
+    if name in TASKS:
+        return [name]
+    raise ConfigError(unknown_name_message("task or mixture", name, sorted(MIXTURES.names() + TASKS.names())))
 
 
 def get_task_or_mixture(name: str) -> list:

@@ -56,10 +56,7 @@ def iter_documents(corpus: str, split: str = "train", *, stats: SourceStats | No
     'Abstract Base Classe'
     """
     source = CORPORA.get(corpus)
-    valid = _option_names(source)
-    for key in options:
-        if key not in valid:
-            raise ConfigError(f"unknown option {key!r} for corpus {corpus!r}; valid: {', '.join(valid) or 'none'}")
+    check_corpus_options(corpus, options)
     stats = stats if stats is not None else SourceStats()
     # Sources check their split and options when called and return a lazy iterator, so mistakes surface
     # here, before the first document is read.
@@ -75,6 +72,37 @@ def _non_empty(documents: Iterator[str], stats: SourceStats) -> Iterator[str]:
 
 def _option_names(source: Callable) -> list[str]:
     return sorted(list(inspect.signature(source).parameters)[2:])  # after (split, stats)
+
+
+def check_corpus_options(corpus: str, options: dict) -> None:
+    """One line for an option the corpus does not take (before any document is read)."""
+    valid = _option_names(CORPORA.get(corpus))
+    for key in options:
+        if key not in valid:
+            raise ConfigError(f"unknown option {key!r} for corpus {corpus!r}; valid: {', '.join(valid) or 'none'}")
+
+
+def check_corpus(corpus: str, options: dict, splits: tuple[str, ...] = ("train",)) -> None:
+    """Everything about a corpus that can be checked before reading it: its name, its options, and the local
+    files it names (a hub dataset itself is only reached when read)."""
+    check_corpus_options(corpus, options)
+    if corpus == "files":
+        for split in splits:
+            paths = options.get("paths") if split == "train" else options.get("validation_paths")
+            if split == "train" or paths is not None:
+                expand_paths(paths)
+    elif corpus == "hf" and not options.get("path"):
+        raise ConfigError("corpus 'hf' needs the option path (a hub name like 'allenai/c4' or a builder like 'json')")
+    files = options.get("data_files")
+    if corpus in ("c4", "hf") and files is not None:
+        listed = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)] if isinstance(files, dict) \
+            else ([files] if isinstance(files, str) else list(files))
+        for f in map(str, listed):
+            if "://" in f:
+                continue
+            f = os.path.expanduser(f)
+            if not (glob.glob(f) if glob.has_magic(f) else os.path.exists(f)):
+                raise ConfigError(f"corpus {corpus!r} data_files: no file matches {f!r}")
 
 
 def check_split(corpus: str, split: str, valid: tuple[str, ...] = ("train", "validation")) -> None:

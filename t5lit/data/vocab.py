@@ -19,7 +19,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from t5lit.data.cache import atomic_write_bytes, cache_root, file_lock
+from t5lit.data.cache import cache_root
+from t5lit.io import atomic_write_bytes, file_lock
 from t5lit.registry import ConfigError
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
@@ -205,12 +206,17 @@ def train_vocabulary(documents: Iterable[str], size: int, out_path: str | os.Pat
     return Vocabulary(out_path, num_extra_ids=num_extra_ids)
 
 
+def builtin_vocabulary_path(size: int = 1000, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the built-in vocabulary of ``size`` pieces is cached (it exists once trained)."""
+    return cache_root(cache_dir) / "vocab" / f"builtin-{size}.model"
+
+
 def default_vocabulary(cache_dir: str | os.PathLike | None = None, size: int = 1000) -> Vocabulary:
     """The vocabulary of the builtin corpus (``size`` pieces + 100 extra ids), trained once and cached at
     ``<cache_dir>/vocab/builtin-<size>.model`` (cache dir: ``$T5LIT_CACHE`` or ``~/.cache/t5lit``).
 
     A file lock makes concurrent processes train it once; the others wait and load it."""
-    path = cache_root(cache_dir) / "vocab" / f"builtin-{size}.model"
+    path = builtin_vocabulary_path(size, cache_dir)
     if not path.is_file():
         with file_lock(path):
             if not path.is_file():  # another process may have written it while we waited

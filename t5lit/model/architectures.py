@@ -6,7 +6,11 @@
 
 Each maps the model features of DESIGN.md (seqio's names) to stack calls, and exposes the same decoding
 interface for ``generate``: ``begin_decoding(inputs) -> (logits (B, V), cache)`` and
-``decode_step(tokens (B,), cache) -> logits (B, V)``.
+``decode_step(tokens (B,), cache) -> logits (B, V)``. What differs between them is class attributes
+(``arch``, the features they take, ``prefix_visible``), never a test of the architecture's name.
+
+The bottom of the file registers each class's ``ArchSpec`` (t5lit.config): its feature converter, FLOPs and
+Hugging Face export. A new architecture is a subclass of ``BaseModel`` and one ``register_architecture``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from t5lit.config import ModelConfig
-from t5lit.model.cpu import linear
-from t5lit.model.layers import init_weights
-from t5lit.model.stack import SeqInfo, Stack, StackCache
+from t5lit.config import ARCHITECTURES, ArchSpec, ModelConfig
+from t5lit.features import decoder_only_converter, encoder_decoder_converter, prefix_lm_converter
+from t5lit.model.layers import TiedOutput, init_weights
+from t5lit.model.stack import SeqInfo, Stack, StackCache, stack_flops
 from t5lit.registry import ConfigError
 
 # Features of the data contract the model accepts but does not read (the loss uses them).
@@ -28,12 +32,18 @@ _PACKING = {"encoder": ("encoder_segment_ids", "encoder_positions"),
             "decoder": ("decoder_segment_ids", "decoder_positions")}
 
 
-class _Model(nn.Module):
-    """Embedding, output layer, input checks and initialisation shared by the architectures."""
+class BaseModel(nn.Module):
+    """Embedding, output layer, input checks and initialisation shared by the architectures.
+
+    Class attributes of a subclass: ``arch``, the name its ArchSpec is registered under; ``required`` and
+    ``optional``, the model features it takes; ``prefix_visible``, whether the decoder side reads
+    decoder_causal_attention (a fully visible prefix).
+    """
 
     arch: str
     required: tuple[str, ...]
     optional: tuple[str, ...]
+    prefix_visible: bool = False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -42,7 +52,9 @@ class _Model(nn.Module):
                               "use build_model(cfg) to pick the class")
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        if not cfg.tie_word_embeddings:
+        if cfg.tie_word_embeddings:
+            self.tied_head = TiedOutput(self.embed, cfg.d_model)  # reads embed.weight; owns no parameter
+        else:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
@@ -60,10 +72,8 @@ class _Model(nn.Module):
         return self.dropout(self.embed(tokens.long()))
 
     def logits(self, h: Tensor) -> Tensor:  # (B, T, D) -> (B, T, V)
-        if self.cfg.tie_word_embeddings:
-            # Mesh TensorFlow rescales before the tied output layer (T5 1.0)
-            return linear(h * self.cfg.d_model ** -0.5, self.embed.weight)
-        return linear(h, self.lm_head.weight)
+        # tied (T5 1.0): rescaled by d_model**-0.5 before the embedding's transpose; untied (T5 1.1): lm_head
+        return self.tied_head(h) if self.cfg.tie_word_embeddings else self.lm_head(h)
 
     # ------------------------------------------------------------------------------------- input checks
     def check_features(self, features: Mapping[str, Tensor]) -> None:
@@ -94,9 +104,6 @@ class _Model(nn.Module):
         for seg, pos in _PACKING.values():
             if seg in features and pos not in features:
                 raise ConfigError(f"feature {seg!r} (packing) needs {pos!r} too")
-        packed = ("encoder_segment_ids" in features, "decoder_segment_ids" in features)
-        if self.arch == "encoder_decoder" and packed[0] != packed[1]:
-            raise ConfigError("packed encoder-decoder features need both encoder_segment_ids and decoder_segment_ids")
         for name in ("encoder_input_tokens", "decoder_input_tokens"):
             if name in features:
                 self.check_token_ids(name, features[name])
@@ -123,7 +130,7 @@ class _Model(nn.Module):
         seg_name, pos_name = _PACKING[side]
         B, T = tokens.shape
         prefix = None
-        if self.arch == "prefix_lm" and side == "decoder":
+        if self.prefix_visible and side == "decoder":
             prefix = features["decoder_causal_attention"] != 0
         if seg_name in features:
             # packing: segment 0 is padding, which attends only to padding (finite, and never seen by real rows)
@@ -150,7 +157,7 @@ class _Model(nn.Module):
         return self.logits(h)[:, -1]
 
 
-class EncoderDecoder(_Model):
+class EncoderDecoder(BaseModel):
     """Encoder + decoder (Table 2 rows 1-2); ``share_encoder_decoder`` makes decoder block i reuse encoder block
     i's self-attention, FFN and their norms (the same module objects), keeping its own cross-attention and
     norm. The two stacks keep their own relative-bias tables, since their bucketing differs."""
@@ -168,6 +175,11 @@ class EncoderDecoder(_Model):
                 dec.self_attn_norm, dec.self_attn = enc.self_attn_norm, enc.self_attn
                 dec.ffn_norm, dec.ffn = enc.ffn_norm, enc.ffn
         self.init_weights()
+
+    def check_features(self, features: Mapping[str, Tensor]) -> None:
+        super().check_features(features)
+        if ("encoder_segment_ids" in features) != ("decoder_segment_ids" in features):
+            raise ConfigError("packed encoder-decoder features need both encoder_segment_ids and decoder_segment_ids")
 
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
         """Model features -> logits (B, T_dec, V)."""
@@ -194,19 +206,18 @@ class EncoderDecoder(_Model):
         return self.logits(h)[:, -1], cache
 
 
-class DecoderOnly(_Model):
+class DecoderOnly(BaseModel):
     """A causal language model over inputs + targets shifted right (Table 2 "LM" rows)."""
 
     arch = "decoder_only"
     required = ("decoder_input_tokens",)
     optional = ("decoder_segment_ids", "decoder_positions")
-    bidirectional_bias = False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        # Prefix LM: bidirectional buckets, since in the fully visible prefix keys after the query exist.
+        # A visible prefix takes bidirectional buckets: inside it, keys after the query exist.
         self.decoder = Stack(cfg, cfg.num_decoder_layers, causal=True, cross_attention=False,
-                             bidirectional_bias=self.bidirectional_bias)
+                             bidirectional_bias=self.prefix_visible)
         self.init_weights()
 
     def forward(self, features: Mapping[str, Tensor]) -> Tensor:
@@ -235,7 +246,7 @@ class DecoderOnly(_Model):
         tokens = torch.where(idx > pad, inputs.long().gather(1, src.clamp(max=L - 1)), 0)  # (B, P)
         real = idx >= pad  # (B, P): the start token and the inputs
         seq = SeqInfo(real.long(), (idx - pad).clamp(min=0), torch.ones_like(real),
-                      real if self.arch == "prefix_lm" else None)
+                      real if self.prefix_visible else None)
         cache = StackCache()
         h = self.decoder(self.embed_tokens(tokens), seq, cache=cache)
         return self.logits(h)[:, -1], cache
@@ -247,16 +258,12 @@ class PrefixLM(DecoderOnly):
 
     arch = "prefix_lm"
     required = ("decoder_input_tokens", "decoder_causal_attention")
-    bidirectional_bias = True
-
-
-ARCHITECTURES: dict[str, type[_Model]] = {
-    "encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly, "prefix_lm": PrefixLM}
+    prefix_visible = True
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The architecture named by ``cfg.arch``, freshly initialised (T5's initialisation)."""
-    return ARCHITECTURES[cfg.arch](cfg)
+    return cfg.spec.model(cfg)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -264,4 +271,49 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() already skips repeated tensors
 
 
-__all__ = ["EncoderDecoder", "DecoderOnly", "PrefixLM", "build_model", "count_parameters", "ARCHITECTURES"]
+# ---------------------------------------------------------------------------------------------------------
+# The specs. FLOPs: matmuls of forward + backward (backward = 2 x forward), see ``stack_flops``.
+# ---------------------------------------------------------------------------------------------------------
+
+def output_flops(cfg: ModelConfig, length: int) -> float:
+    """Forward FLOPs of the output layer (d_model -> vocab) over ``length`` positions."""
+    return float(2 * cfg.d_model * cfg.vocab_size * length)
+
+
+def encoder_decoder_flops(cfg: ModelConfig, encoder_length: int, decoder_length: int) -> float:
+    """Encoder over encoder_length, decoder over decoder_length with cross-attention to the encoder."""
+    forward = (stack_flops(cfg, encoder_length, encoder_length, cfg.num_encoder_layers)
+               + stack_flops(cfg, decoder_length, decoder_length, cfg.num_decoder_layers, cross_len=encoder_length)
+               + output_flops(cfg, decoder_length))
+    return 3.0 * forward
+
+
+def one_stack_flops(cfg: ModelConfig, encoder_length: int, decoder_length: int) -> float:
+    """One stack over the decoder row (inputs + targets); encoder_length is 0 (there is no encoder)."""
+    return 3.0 * (stack_flops(cfg, decoder_length, decoder_length, cfg.num_decoder_layers)
+                  + output_flops(cfg, decoder_length))
+
+
+def register_architecture(spec: ArchSpec) -> ArchSpec:
+    """Add ``spec`` to ``ARCHITECTURES`` under its name (a duplicate name is a ConfigError)."""
+    return ARCHITECTURES.add(spec.name, spec)
+
+
+register_architecture(ArchSpec(
+    "encoder_decoder", EncoderDecoder, has_encoder=True, converter=encoder_decoder_converter,
+    train_flops=encoder_decoder_flops, hf_class="T5ForConditionalGeneration",
+    description="encoder (fully visible) + causal decoder with cross-attention: T5's baseline (Table 2)"))
+register_architecture(ArchSpec(
+    "decoder_only", DecoderOnly, has_encoder=False, converter=decoder_only_converter,
+    train_flops=one_stack_flops,
+    no_hf_reason="transformers' T5 classes all have an encoder; a decoder-only T5 has no counterpart",
+    description="one causal stack over inputs + targets: a language model (Table 2, LM)"))
+register_architecture(ArchSpec(
+    "prefix_lm", PrefixLM, has_encoder=False, converter=prefix_lm_converter,
+    train_flops=one_stack_flops,
+    no_hf_reason="transformers' T5 classes have no fully visible prefix in a single stack",
+    description="one stack, fully visible over the inputs, causal over the targets (Table 2, prefix LM)"))
+
+
+__all__ = ["BaseModel", "EncoderDecoder", "DecoderOnly", "PrefixLM", "build_model", "count_parameters",
+           "register_architecture", "encoder_decoder_flops", "one_stack_flops", "ARCHITECTURES"]

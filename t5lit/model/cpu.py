@@ -1,22 +1,29 @@
-"""CPU fast paths of the model's two hot spots, each checked against the plain PyTorch reference
-(tests/model/test_fastpaths.py); measurements in benchmarks/RESULTS.md.
+"""CPU fast paths of the model's two hot spots, applied to a built model from outside (the model never
+imports this module); each checked against the plain PyTorch reference (tests/model/test_fastpaths.py);
+measurements in benchmarks/RESULTS.md.
 
-``linear``: fp32 matrix multiplications through oneDNN. PyTorch's fp32 ``F.linear``/``mm`` call MKL, which on
-non-Intel x86 (e.g. AMD EPYC) runs its AVX2 kernels; oneDNN's run AVX-512 and measured ~2.2x faster for the
-forward and the input gradient, ~1.5x for the weight gradient on a 2-core EPYC. bf16 (autocast) already goes
-through oneDNN, so it is left to ``F.linear``. The oneDNN call is a custom op, opaque to torch.compile.
+``apply_cpu_fast_paths(model)`` swaps, in place:
 
-``CPUAttention``: training attention with T5's learned relative bias, which the fused CPU kernel cannot
-differentiate (see the class). Under bf16 autocast it keeps its bf16 weights for backward (within a budget,
-``set_attention_weights``); in fp32 it recomputes them, for memory.
+- every ``nn.Linear`` for a ``OneDNNLinear`` holding the same Parameter, and the tied output layer for a
+  ``OneDNNTiedOutput``: fp32 matrix multiplications through oneDNN. PyTorch's fp32 ``F.linear``/``mm`` call
+  MKL, which on non-Intel x86 (e.g. AMD EPYC) runs its AVX2 kernels; oneDNN's run AVX-512 and measured ~2.2x
+  faster for the forward and the input gradient, ~1.5x for the weight gradient on a 2-core EPYC. bf16
+  (autocast) already goes through oneDNN, so it is left to ``F.linear``. The oneDNN call is a custom op,
+  opaque to torch.compile.
+- the attention kernel of every sdpa ``Attention`` for "cpu": ``CPUAttention`` when training on CPU, T5's
+  learned relative bias included, which the fused CPU kernel cannot differentiate (see the class); sdpa
+  elsewhere (inference, other devices). Under bf16 autocast it keeps its bf16 weights for backward (within a
+  budget, ``set_attention_weights``); in fp32 it recomputes them, for memory. "eager" (the reference) and
+  "flex" (CUDA only) are left as they are.
+
+The swapped modules check the device and dtype at each call and fall back to ``F.linear`` / sdpa, so a model
+with fast paths still runs anywhere; ``set_fast_paths(False)`` makes them fall back everywhere, for
+comparisons with the reference.
 
 ``tune_allocator``: glibc's malloc returns every large freed block to the system and gets it back with fresh,
 zero-filled pages, so each (B, T, T)- or (rows, vocab)-sized activation of a training step page-faults again;
-raising the mmap and trim thresholds keeps freed memory for the next step (T5LitModule applies it when it
+raising the mmap and trim thresholds keeps freed memory for the next step (a run's set-up applies it when it
 trains on CPU).
-
-The two model paths apply to CPU tensors only (attention: in grad mode); elsewhere the model uses F.linear and
-sdpa/flex. ``set_fast_paths(False)`` turns them off, for comparisons with the reference.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from t5lit.model.layers import ATTENTION_KERNELS, Attention, AttentionMask, TiedOutput, sdpa_attention
 
 _ENABLED = {"on": True}
 
@@ -33,6 +42,70 @@ _ENABLED = {"on": True}
 def set_fast_paths(enabled: bool) -> None:
     """Turn the CPU fast paths of this module on or off (process-wide; on by default)."""
     _ENABLED["on"] = bool(enabled)
+
+
+def apply_cpu_fast_paths(model: nn.Module) -> nn.Module:
+    """Swap the CPU fast paths into ``model`` in place (see the module docstring) and return it.
+
+    Parameters are not copied: each new module holds the Parameter of the one it replaces, so the state dict
+    keys, the optimizer's parameters and weight tying are unchanged, and a module shared by two parents
+    (a shared encoder/decoder) is replaced by one module shared the same way. Hooks registered on a replaced
+    module stay on the old object: register them after this call. Idempotent.
+    """
+    replaced: dict[int, nn.Module] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) not in replaced:
+                replaced[id(child)] = _fast_module(child)
+            if replaced[id(child)] is not child:
+                setattr(parent, name, replaced[id(child)])
+        if isinstance(parent, Attention) and parent.kernel == "sdpa":
+            parent.kernel = "cpu"
+    return model
+
+
+def _fast_module(module: nn.Module) -> nn.Module:
+    """The fast counterpart of ``module`` (sharing its Parameters), or ``module`` itself."""
+    if type(module) is nn.Linear:  # exactly nn.Linear: subclasses (adapters, quantised layers) keep their forward
+        return OneDNNLinear.from_linear(module)
+    if type(module) is TiedOutput:
+        return OneDNNTiedOutput.from_tied(module)
+    return module
+
+
+class OneDNNLinear(nn.Linear):
+    """``nn.Linear`` whose fp32 CPU products run through oneDNN (``linear``); ``F.linear`` otherwise."""
+
+    @classmethod
+    def from_linear(cls, old: nn.Linear) -> OneDNNLinear:
+        new = cls(old.in_features, old.out_features, bias=old.bias is not None, device="meta")
+        new.weight, new.bias = old.weight, old.bias  # the same Parameters
+        return new.train(old.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = linear(x, self.weight)
+        return y if self.bias is None else y + self.bias
+
+
+class OneDNNTiedOutput(TiedOutput):
+    """The tied output layer, its fp32 CPU product through oneDNN: logits = linear(h * scale, E)."""
+
+    @classmethod
+    def from_tied(cls, old: TiedOutput) -> OneDNNTiedOutput:
+        new = cls(old.embedding, 1)
+        new.scale = old.scale
+        return new.train(old.training)
+
+    def forward(self, h: Tensor) -> Tensor:  # (B, T, D) -> (B, T, V)
+        return linear(h * self.scale, self.embedding.weight)
+
+
+@ATTENTION_KERNELS.add("cpu")
+def cpu_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, p: float) -> Tensor:
+    """``CPUAttention`` for training on CPU (with or without attention-weight dropout), else sdpa."""
+    if _ENABLED["on"] and q.device.type == "cpu" and torch.is_grad_enabled():
+        return CPUAttention.apply(q, k, v, mask.additive.detach(), mask.bias, p)
+    return sdpa_attention(q, k, v, mask, p)
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # mallopt parameters, glibc's malloc.h
@@ -45,7 +118,8 @@ def tune_allocator() -> bool:
     Allocations up to 32 MiB (glibc's largest mmap threshold) come from the heap, and up to 1 GiB of free heap
     is kept rather than trimmed: a training step then reuses the previous step's pages instead of
     page-faulting fresh zeroed ones (measured 10-15% of a CPU bf16 step; benchmarks/RESULTS.md). Larger
-    blocks are still mapped per allocation. Process-wide and idempotent; returns whether it applied.
+    blocks are still mapped per allocation. Process-wide and idempotent; returns whether it applied. Called
+    by a run's set-up (and the benchmarks), not by the model or the LightningModule.
     ``T5LIT_TUNE_MALLOC=0`` in the environment turns it off.
     """
     if _TUNED["done"]:
@@ -108,11 +182,6 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             dw = _mm_t(dy.reshape(-1, dy.shape[-1]).t(), x.reshape(-1, x.shape[-1]).t())  # (N, M) @ (M, K)
         return dx, dw
-
-
-def use_cpu_attention(q: Tensor) -> bool:
-    """``CPUAttention`` for training on CPU (with or without attention-weight dropout)."""
-    return _ENABLED["on"] and q.device.type == "cpu" and torch.is_grad_enabled()
 
 
 _EXP_FLOOR = -87.0  # exp() of anything lower is subnormal or 0, and ~10-40x slower on CPU: clamp to it first

@@ -24,14 +24,12 @@ warning ("... we will NOT tie them") which is expected for T5 1.1 layouts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from t5lit.config import ModelConfig
+from t5lit.config import ARCHITECTURES, ModelConfig
 from t5lit.registry import ConfigError
 
 # transformers is imported lazily: importing t5lit.model must stay cheap and work without it.
@@ -47,17 +45,20 @@ _IGNORED_HF_KEYS = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_
 # ------------------------------------------------------------------------------------------------
 
 def _check_convertible(cfg: ModelConfig) -> None:
-    if not cfg.is_encoder_decoder:
-        raise ConfigError(
-            f"arch={cfg.arch!r} has no transformers T5ForConditionalGeneration equivalent; "
-            "only arch='encoder_decoder' converts to and from Hugging Face T5")
+    """A ConfigError unless ``cfg``'s architecture exports to transformers' T5 (its ArchSpec says so)."""
+    spec = cfg.spec
+    if spec.hf_class != "T5ForConditionalGeneration":
+        exportable = [n for n in ARCHITECTURES if ARCHITECTURES.get(n).hf_class == "T5ForConditionalGeneration"]
+        why = spec.no_hf_reason or f"its transformers class is {spec.hf_class}, not T5ForConditionalGeneration"
+        raise ConfigError(f"arch={cfg.arch!r} has no transformers T5ForConditionalGeneration equivalent ({why}); "
+                          f"only arch={' or '.join(map(repr, exportable))} converts to and from Hugging Face T5")
 
 
 def config_to_hf(cfg: ModelConfig):
     """The ``transformers.T5Config`` of ``cfg`` (T5 1.0: relu, tied; T5 1.1: gated-gelu, untied).
 
     A shared encoder/decoder maps to an ordinary (unshared) T5 whose two stacks hold copies of the same
-    weights. decoder_only / prefix_lm raise a ConfigError.
+    weights. An architecture whose ArchSpec has no T5 export (decoder_only, prefix_lm) raises a ConfigError.
     """
     from transformers import T5Config
 
@@ -229,36 +230,12 @@ def to_hf_model(model: nn.Module, cfg: ModelConfig):
     return hf_model_from_state_dict(model.state_dict(), cfg)
 
 
-def export_hf(model: nn.Module, cfg: ModelConfig, out_dir: str | os.PathLike) -> Path:
-    """Write ``model`` as a directory that ``T5ForConditionalGeneration.from_pretrained(out_dir)`` loads
-    (config.json, generation_config.json, model.safetensors). Returns the directory."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    to_hf_model(model, cfg).save_pretrained(out)
-    return out
-
-
-def import_hf(path_or_model, **overrides) -> tuple[nn.Module, ModelConfig]:
-    """(t5lit model in eval mode, its ModelConfig) from an HF T5: an in-memory T5ForConditionalGeneration, a
-    local directory, or a hub name (e.g. "google-t5/t5-small"; needs network). Weights load as float32.
-
-    ``overrides`` go to :func:`config_from_hf` (fields HF does not describe, e.g. ``attention="eager"``).
-    """
-    from transformers import T5ForConditionalGeneration
-
+def from_hf_model(hf, **overrides) -> tuple[nn.Module, ModelConfig]:
+    """(t5lit model in eval mode, its ModelConfig) holding the weights of an in-memory
+    ``T5ForConditionalGeneration`` as float32. ``overrides`` go to :func:`config_from_hf` (fields HF does not
+    describe, e.g. ``attention="eager"``). Files: ``t5lit.checkpoint.import_hf`` / ``export_hf``."""
     from t5lit.model.architectures import build_model
 
-    if isinstance(path_or_model, T5ForConditionalGeneration):
-        hf = path_or_model
-    elif isinstance(path_or_model, (str, os.PathLike)):
-        try:
-            hf = T5ForConditionalGeneration.from_pretrained(os.fspath(path_or_model))
-        except OSError as e:
-            raise ConfigError(f"cannot load a transformers T5 from {os.fspath(path_or_model)!r}: not a local model "
-                              f"directory and not reachable on the hub ({str(e).splitlines()[0]})") from None
-    else:
-        raise ConfigError(f"import_hf takes a T5ForConditionalGeneration, a directory or a hub name; "
-                          f"got {type(path_or_model).__name__}")
     cfg = config_from_hf(hf.config, **overrides)
     model = build_model(cfg)
     sd = {k: v.detach().float() for k, v in state_dict_from_hf(hf.state_dict(), cfg).items()}
@@ -266,38 +243,5 @@ def import_hf(path_or_model, **overrides) -> tuple[nn.Module, ModelConfig]:
     return model.eval(), cfg
 
 
-def _read_lightning_checkpoint(ckpt_path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    if not ckpt_path.is_file():
-        raise ConfigError(f"checkpoint {str(ckpt_path)!r} does not exist")
-    # Lightning pickles hyper-parameters beside the weights, so weights_only loading cannot read every
-    # checkpoint; load only checkpoints you trust.
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: say which one, not the unpickler's internals
-        raise ConfigError(f"cannot read checkpoint {str(ckpt_path)!r}: {type(e).__name__}") from None
-    model_config = ckpt.get("hyper_parameters", {}).get("model_config") if isinstance(ckpt, dict) else None
-    if model_config is None or "state_dict" not in ckpt:
-        raise ConfigError(f"checkpoint {str(ckpt_path)!r} has no hyper_parameters['model_config'] and state_dict; "
-                          "is it a t5lit Lightning checkpoint?")
-    cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(dict(model_config))
-    sd = {}
-    for key, value in ckpt["state_dict"].items():
-        if key.startswith("model."):
-            key = key[len("model."):]
-            sd[key.removeprefix("_orig_mod.")] = value  # torch.compile wraps the model as _orig_mod
-    return cfg, sd
-
-
-def export_lightning_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """A t5lit Lightning ``.ckpt`` (hyper_parameters["model_config"] + state_dict with "model." keys) -> an
-    HF T5 directory for ``from_pretrained``. Returns the directory."""
-    cfg, sd = _read_lightning_checkpoint(Path(ckpt_path))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    hf_model_from_state_dict(sd, cfg).save_pretrained(out)
-    return out
-
-
 __all__ = ["config_to_hf", "config_from_hf", "state_dict_to_hf", "state_dict_from_hf", "hf_model_from_state_dict",
-           "to_hf_model", "export_hf",
-           "import_hf", "export_lightning_checkpoint"]
+           "to_hf_model", "from_hf_model"]

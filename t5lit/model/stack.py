@@ -11,6 +11,9 @@ table: the bias is computed once per pass and shared by all its layers (T5). Fla
 
 Incremental decoding: ``forward(..., cache=StackCache)`` appends the new keys/values of every layer to the
 cache and attends over everything cached so far; cross-attention keys/values are projected once.
+
+``stack_flops`` counts a stack's matrix multiplications, from which each architecture's FLOPs (its
+``ArchSpec.train_flops``, for throughput and MFU) are summed.
 """
 
 from __future__ import annotations
@@ -125,6 +128,27 @@ class StackCache:
             memory_states=None if self.memory_states is None else self.memory_states[index])
 
 
+def stack_flops(cfg: ModelConfig, q_len: int, kv_len: int, layers: int, cross_len: int = 0) -> float:
+    """Forward matmul FLOPs of ``layers`` blocks for one sequence of ``q_len`` queries over ``kv_len`` keys
+    (and ``cross_len`` encoder positions for cross-attention).
+
+    PaLM's MFU convention (Chowdhery et al. 2022, appendix B): a multiply-add is 2 FLOPs; the projections
+    count 2 x d_model x inner_dim per token and matrix; attention scores and the weighted sum count
+    2 x 2 x q_len x kv_len x inner_dim at full q_len x kv_len (the kernels compute the masked part too);
+    embedding lookups, norms, softmax and the relative bias are not counted.
+    """
+    d, inner = cfg.d_model, cfg.inner_dim
+    ffn_mats = 3 if cfg.ffn == "gated-gelu" else 2
+    per_token = 2 * (4 * d * inner) + 2 * ffn_mats * d * cfg.d_ff + 2 * 2 * kv_len * inner
+    if cross_len:
+        # q and o on the decoder token; k and v are projected once per encoder token (counted below).
+        per_token += 2 * (2 * d * inner) + 2 * 2 * cross_len * inner
+    total = per_token * q_len
+    if cross_len:
+        total += 2 * (2 * d * inner) * cross_len
+    return float(layers * total)
+
+
 class Block(nn.Module):
     """One pre-norm layer: self-attention, optional cross-attention, feed-forward; each a residual branch."""
 
@@ -162,6 +186,8 @@ class Stack(nn.Module):
     def __init__(self, cfg: ModelConfig, num_layers: int, *, causal: bool, cross_attention: bool,
                  bidirectional_bias: bool):
         super().__init__()
+        # The mask kind follows cfg.attention (eager: allowed only; sdpa: additive; flex: BlockMask); a kernel
+        # swapped in later (t5lit.model.cpu's "cpu" for sdpa) reads the same mask as the one it replaces.
         self.causal, self.cross_attention, self.backend = causal, cross_attention, cfg.attention
         self.rel_bias = RelativePositionBias(cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance,
                                              cfg.num_heads, bidirectional_bias)

@@ -1,16 +1,29 @@
-"""The objective registry, the vocabulary protocol and the length helpers (paper Section 3.3).
+"""The objective registry, the vocabulary protocol and the length budget (paper Section 3.3).
 
 An objective is a pure per-example NumPy function
 
     fn(tokens: int32 (n,) raw chunk without EOS, rng: np.random.Generator, vocab, **params)
-        -> {"inputs": int32 (a,), "targets": int32 (b,)}     # both end with EOS (1)
+        -> {"inputs": int32 (a,), "targets": int32 (b,)}     # both end with EOS (1); inputs may be empty
 
-registered with ``@register_objective(name, lengths=...)``. ``lengths(inputs_length, **params)`` says how
-long a raw chunk may be so that every example's inputs fit ``inputs_length``, and how long its targets can
-then be (T5's ``random_spans_helper`` for span corruption). ``get_objective(name, **params)`` binds and
-checks the parameters; ``raw_length(name, inputs_length, **params)`` answers the length question.
-The caller seeds ``rng`` per example (``np.random.default_rng((seed, epoch, index))``); objectives never
-make their own generator, so an example is a pure function of (chunk, seed, epoch, index).
+registered by name. A new objective is one file in this package (modules here are discovered) or in a
+plug-in package (the ``t5lit.objectives`` entry-point group); nothing else is edited::
+
+    from t5lit.objectives import register_objective
+
+    @register_objective("my_objective")            # its keyword defaults are its parameters
+    def my_objective(tokens, rng, vocab, rate: float = 0.5) -> dict:
+        ...
+        return {"inputs": ..., "targets": ...}
+
+Its **length budget** says, for an ``inputs_length``, how long a raw chunk it takes and how long its inputs
+and targets can then be (``Budget``). The default fits objectives whose inputs and targets are each at most
+the chunk plus EOS: a chunk of ``inputs_length - 1`` tokens, inputs and targets of at most
+``inputs_length``. An objective that differs passes ``budget=fn(inputs_length, **params) -> Budget``
+(span corruption: T5's ``random_spans_helper``, 512 -> chunk 568, targets 114; the LM objective has no
+inputs part, ``Budget(raw, 0, targets)``), and optionally ``check=fn(**params)`` (raises ``ConfigError``)
+and ``batch_fn`` (a vectorised path for 2-D chunks). The caller seeds ``rng`` per example
+(``np.random.default_rng((seed, epoch, index))``); objectives never make their own generator, so an
+example is a pure function of (chunk, seed, epoch, index).
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from t5lit.registry import ConfigError, Registry
+from t5lit.registry import ConfigError, Registry, discover_entry_points, discover_modules
 
 
 class VocabLike(Protocol):
@@ -56,31 +69,97 @@ class SimpleVocab:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """An objective's lengths at one ``inputs_length``: the chunk it takes and the longest outputs it makes.
+
+    raw: tokens per chunk; inputs: the longest inputs, EOS included (0: the objective has no inputs part,
+    as the LM objective, whose whole sequence is targets); targets: the longest targets, EOS included.
+    ``Budget(568, 512, 114)`` is span corruption at 512 (Section 3.1.4).
+    """
+
+    raw: int
+    inputs: int
+    targets: int
+
+    @property
+    def has_inputs(self) -> bool:
+        return self.inputs > 0
+
+    def check_example(self, objective: str, inputs_length: int, n_inputs: int, n_targets: int) -> None:
+        """One line when an example broke the budget its objective declared (a plug-in's bug, caught early)."""
+        for what, n, limit in (("inputs", n_inputs, self.inputs), ("targets", n_targets, self.targets)):
+            if n > limit:
+                raise ConfigError(f"objective {objective!r} made {what} of {n} tokens, more than the {limit} its "
+                                  f"length budget declares at inputs_length {inputs_length} (chunk {self.raw}); "
+                                  "fix its budget= function (see t5lit/objectives/base.py)")
+
+
+def whole_chunk_budget(inputs_length: int, **_) -> Budget:
+    """The default budget (T5's ``split_tokens_to_inputs_length``): a chunk of ``inputs_length - 1`` tokens,
+    inputs and targets of at most the chunk plus EOS."""
+    return Budget(inputs_length - 1, inputs_length, inputs_length)
+
+
+@dataclass(frozen=True)
 class Objective:
-    """A registered objective: the per-example function, its length rule and optional batched fast path."""
+    """A registered objective: the per-example function, its length budget and optional batched fast path."""
 
     name: str
     fn: Callable[..., dict]
-    lengths: Callable[..., tuple[int, int]]  # (inputs_length, **params) -> (raw_tokens_length, targets_length)
+    budget: Callable[..., Budget] = whole_chunk_budget  # (inputs_length, **params) -> Budget
     check: Callable[..., None] | None = None  # (**params) -> None; raises ConfigError
     batch_fn: Callable[..., dict] | None = None  # (tokens (B, n), rngs, vocab, **params) -> 2-D inputs/targets
     defaults: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""  # the first line of the function's docstring, for ``t5lit list objectives``
 
 
-OBJECTIVES: Registry[Objective] = Registry("objective")
+def _discover() -> None:
+    discover_modules("t5lit.objectives")
+    discover_entry_points("t5lit.objectives")
 
 
-def register_objective(name: str, *, lengths: Callable[..., tuple[int, int]], check: Callable[..., None] | None = None,
-                       batch_fn: Callable[..., dict] | None = None):
-    """Decorator: register ``fn(tokens, rng, vocab, **params)``; its keyword defaults are the valid params."""
+OBJECTIVES: Registry[Objective] = Registry("objective", discover=_discover)
+
+
+def register_objective(name: str, *, budget: Callable[..., Budget | tuple[int, int]] | None = None,
+                       check: Callable[..., None] | None = None, batch_fn: Callable[..., dict] | None = None):
+    """Decorator: register ``fn(tokens, rng, vocab, **params)`` under ``name``; its keyword defaults are its
+    parameters (every parameter after ``vocab`` needs a default).
+
+    ``budget(inputs_length, **params)`` returns a ``Budget`` (or a ``(raw, targets)`` pair, inputs then being
+    at most ``inputs_length``); omitted, ``whole_chunk_budget``.
+    """
+    rule = budget
 
     def deco(fn):
-        sig = list(inspect.signature(fn).parameters.values())[3:]
-        defaults = {p.name: p.default for p in sig}
-        OBJECTIVES.add(name, Objective(name, fn, lengths, check, batch_fn, defaults))
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) < 3:
+            raise ConfigError(f"objective {name!r}: {fn.__name__} must take (tokens, rng, vocab, **params)")
+        missing = [p.name for p in params[3:] if p.default is inspect.Parameter.empty
+                   and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if missing:
+            raise ConfigError(f"objective {name!r}: parameter(s) {', '.join(missing)} of {fn.__name__} need a "
+                              "default value (the defaults are the objective's parameters)")
+        defaults = {p.name: p.default for p in params[3:] if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        doc = (inspect.getdoc(fn) or "").strip().split("\n")[0]
+        OBJECTIVES.add(name, Objective(name, fn, _as_budget_fn(rule), check, batch_fn, defaults, doc))
         return fn
 
     return deco
+
+
+def _as_budget_fn(rule: Callable | None) -> Callable[..., Budget]:
+    if rule is None:
+        return whole_chunk_budget
+
+    def budget(inputs_length: int, **params) -> Budget:
+        out = rule(inputs_length, **params)
+        if isinstance(out, Budget):
+            return out
+        raw, targets = out
+        return Budget(int(raw), int(inputs_length), int(targets))
+
+    return budget
 
 
 def _bind(objective: Objective, params: dict) -> dict:
@@ -102,6 +181,11 @@ class BoundObjective:
 
     def __call__(self, tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike) -> dict:
         return self.objective.fn(tokens, rng, vocab, **self.params)
+
+    def budget(self, inputs_length: int, targets_length: int | None = None) -> Budget:
+        """The length budget at ``inputs_length``; a configured ``targets_length`` (at least the objective's
+        own) pads the targets to it. See ``budget``."""
+        return budget(self, inputs_length, targets_length)
 
     def raw_length(self, inputs_length: int, targets_length: int | None = None) -> tuple[int, int]:
         return raw_length(self, inputs_length, targets_length)
@@ -133,14 +217,13 @@ def get_objective(name: str, **params) -> BoundObjective:
     return BoundObjective(objective, _bind(objective, params))
 
 
-def raw_length(name_or_objective: str | BoundObjective, inputs_length: int, targets_length: int | None = None,
-               **params) -> tuple[int, int]:
-    """``(raw_tokens_length, targets_length)``: chunks of at most ``raw_tokens_length`` tokens give inputs of at
-    most ``inputs_length`` and targets of at most the returned targets length (EOS counted in both).
+def budget(name_or_objective: str | BoundObjective, inputs_length: int, targets_length: int | None = None,
+           **params) -> Budget:
+    """The ``Budget`` of an objective at ``inputs_length``: chunks of ``raw`` tokens give inputs of at most
+    ``inputs`` and targets of at most ``targets`` tokens (EOS counted in both).
 
-    ``raw_length("span_corruption", 512) == (568, 114)`` (T5's random_spans_helper). With a configured
-    ``targets_length`` that is too short this raises, giving the computed length; otherwise the configured
-    one is returned.
+    ``budget("span_corruption", 512) == Budget(568, 512, 114)``. A configured ``targets_length`` shorter than
+    the objective's targets raises, giving the computed length; a longer one is returned as the targets.
     """
     if isinstance(name_or_objective, BoundObjective):
         objective = name_or_objective.objective
@@ -148,15 +231,26 @@ def raw_length(name_or_objective: str | BoundObjective, inputs_length: int, targ
     else:
         objective = OBJECTIVES.get(name_or_objective)
         full = _bind(objective, params)
-    if not isinstance(inputs_length, (int, np.integer)) or inputs_length < 2:
+    if isinstance(inputs_length, bool) or not isinstance(inputs_length, (int, np.integer)) or inputs_length < 2:
         raise ConfigError(f"inputs_length must be an integer >= 2, got {inputs_length!r}")
-    raw, needed = objective.lengths(int(inputs_length), **full)
+    b = objective.budget(int(inputs_length), **full)
+    if not (isinstance(b, Budget) and b.raw >= 1 and 0 <= b.inputs and b.targets >= 1):
+        raise ConfigError(f"objective {objective.name!r}: its budget at inputs_length {inputs_length} is {b!r}; "
+                          "a budget needs raw >= 1, inputs >= 0 and targets >= 1")
     if targets_length is None:
-        return raw, needed
-    if targets_length < needed:
-        raise ConfigError(f"expected targets length for {objective.name} ({needed}) is greater than the configured "
-                          f"targets_length ({targets_length}) at inputs_length {inputs_length}")
-    return raw, int(targets_length)
+        return b
+    if targets_length < b.targets:
+        raise ConfigError(f"expected targets length for {objective.name} ({b.targets}) is greater than the "
+                          f"configured targets_length ({targets_length}) at inputs_length {inputs_length}")
+    return Budget(b.raw, b.inputs, int(targets_length))
+
+
+def raw_length(name_or_objective: str | BoundObjective, inputs_length: int, targets_length: int | None = None,
+               **params) -> tuple[int, int]:
+    """``(raw chunk length, targets length)`` of the budget: ``raw_length("span_corruption", 512) == (568, 114)``
+    (T5's random_spans_helper); see ``budget``."""
+    b = budget(name_or_objective, inputs_length, targets_length, **params)
+    return b.raw, b.targets
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,7 +295,3 @@ def check_at_least(name: str, value, low: float) -> None:
         raise ConfigError(f"{name} must be a number >= {low}, got {value!r}")
 
 
-def whole_chunk_lengths(inputs_length: int, **_) -> tuple[int, int]:
-    """Objectives whose inputs and targets are at most the chunk plus EOS (T5's split_tokens_to_inputs_length):
-    a chunk of ``inputs_length - 1`` tokens, targets of at most ``inputs_length``."""
-    return inputs_length - 1, inputs_length

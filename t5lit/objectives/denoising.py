@@ -19,7 +19,6 @@ from t5lit.objectives.base import (
     check_fraction,
     check_sentinels,
     register_objective,
-    whole_chunk_lengths,
 )
 from t5lit.objectives.noise import bounds_from_keys, iid_noise_mask, random_spans_counts, random_spans_noise_mask
 from t5lit.objectives.transforms import (
@@ -141,7 +140,7 @@ def _batch_cut_points(keys: np.ndarray, num_cuts: int) -> np.ndarray | None:
     return np.nonzero(chosen)[1].reshape(b, num_cuts) + 1
 
 
-@register_objective("span_corruption", lengths=_span_lengths, check=_check_spans, batch_fn=span_corruption_batch)
+@register_objective("span_corruption", budget=_span_lengths, check=_check_spans, batch_fn=span_corruption_batch)
 def span_corruption(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15,
                     mean_noise_span_length: float = 3.0) -> dict:
     """T5's baseline objective (Section 3.1.4): random spans -> unique sentinels; targets are the dropped spans,
@@ -167,7 +166,7 @@ def _check_density(noise_density: float = 0.15, **_) -> None:
     check_fraction("noise_density", noise_density)
 
 
-@register_objective("iid_denoising", lengths=whole_chunk_lengths, check=_check_density)
+@register_objective("iid_denoising", check=_check_density)
 def iid_denoising(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike,
                   noise_density: float = 0.15) -> dict:
     """"Replace corrupted spans" (Table 4): i.i.d. noise, each noise run -> a unique sentinel; targets are the
@@ -187,7 +186,7 @@ def _check_bert(noise_density: float = 0.15, random_token_prob: float = 0.1, **_
     check_fraction("random_token_prob", random_token_prob, closed_low=True, closed_high=True)
 
 
-@register_objective("bert_style", lengths=whole_chunk_lengths, check=_check_bert)
+@register_objective("bert_style", check=_check_bert)
 def bert_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15,
                random_token_prob: float = 0.1) -> dict:
     """BERT-style (Table 3/4): 15% i.i.d. noise; of it, 90% -> <extra_id_0> (the mask token) and 10% -> a
@@ -205,7 +204,7 @@ def bert_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, n
     return denoise(tokens, rng, vocab, mask, inputs_fn, full_sequence)
 
 
-@register_objective("mass_style", lengths=whole_chunk_lengths, check=_check_density)
+@register_objective("mass_style", check=_check_density)
 def mass_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15) -> dict:
     """MASS-style (Table 4): every noise token -> <extra_id_0>; targets are the whole original chunk.
 
@@ -217,7 +216,7 @@ def mass_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, n
     return denoise(tokens, rng, vocab, mask, noise_token_to_sentinel, full_sequence)
 
 
-@register_objective("drop_tokens", lengths=whole_chunk_lengths, check=_check_density)
+@register_objective("drop_tokens", check=_check_density)
 def drop_tokens(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15) -> dict:
     """"Drop corrupted tokens" (Table 4): noise tokens removed from the inputs; targets are the removed tokens.
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from t5lit.objectives.base import (
+    Budget,
     VocabLike,
     append_eos,
     as_tokens,
     check_fraction,
     register_objective,
-    whole_chunk_lengths,
 )
 from t5lit.objectives.denoising import denoise
 from t5lit.objectives.noise import iid_noise_mask, random_prefix_noise_mask
@@ -26,7 +26,7 @@ def _check_deshuffle(noise_density: float = 1.0, **_) -> None:
     check_fraction("noise_density", noise_density, closed_high=True)
 
 
-@register_objective("deshuffle", lengths=whole_chunk_lengths, check=_check_deshuffle)
+@register_objective("deshuffle", check=_check_deshuffle)
 def deshuffle(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 1.0) -> dict:
     """Deshuffling (Table 3): inputs are the chunk's tokens shuffled, targets the original chunk.
 
@@ -55,7 +55,7 @@ def _prefix_lengths(inputs_length: int, noise_density: float) -> tuple[int, int]
     return inputs_length, prefix_targets_length(inputs_length, noise_density)
 
 
-@register_objective("prefix_lm", lengths=_prefix_lengths, check=_check_prefix)
+@register_objective("prefix_lm", budget=_prefix_lengths, check=_check_prefix)
 def prefix_lm(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.5) -> dict:
     """Prefix language modeling (Table 3): split the chunk at a random point; inputs are the prefix, targets
     the rest. With the default 0.5 the prefix length is uniform in [1, n - 1] (T5's random_prefix_noise_mask);
@@ -68,13 +68,13 @@ def prefix_lm(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, no
     return denoise(tokens, rng, vocab, mask, drop_nonnoise_tokens, drop_noise_tokens)
 
 
-def _lm_lengths(inputs_length: int) -> tuple[int, int]:
-    # The whole sequence is targets: a chunk of inputs_length - 1 tokens plus EOS (decoder-only LM, where the
-    # feature converter puts the loss on everything; its inputs part is empty).
-    return inputs_length - 1, inputs_length
+def _lm_budget(inputs_length: int) -> Budget:
+    # No inputs part: the whole sequence is targets, a chunk of inputs_length - 1 tokens plus EOS (the
+    # decoder-only LM of Section 3.2.3, whose row then holds targets only, all of them in the loss).
+    return Budget(inputs_length - 1, 0, inputs_length)
 
 
-@register_objective("lm", lengths=_lm_lengths)
+@register_objective("lm", budget=_lm_budget)
 def lm(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike) -> dict:
     """Language modeling for decoder-only models (Section 3.2.3): empty inputs (the one objective whose inputs
     have no EOS), the chunk plus EOS as targets. Draws nothing from ``rng``.

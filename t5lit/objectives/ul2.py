@@ -84,7 +84,7 @@ def _ul2_lengths(inputs_length: int, denoisers, rates, mode_token_ids, max_mode_
     return raw, targets
 
 
-@register_objective("ul2", lengths=_ul2_lengths, check=_check_ul2)
+@register_objective("ul2", budget=_ul2_lengths, check=_check_ul2)
 def ul2(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, denoisers=UL2_DENOISERS, rates=None,
         mode_token_ids: Mapping[str, Sequence[int]] | None = None, max_mode_tokens: int = 8) -> dict:
     """One denoiser of ``denoisers`` drawn by ``rates`` (equal when None); its mode token's ids first in the

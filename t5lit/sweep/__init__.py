@@ -6,15 +6,17 @@
     t5lit sweep report sweeps/table2_architectures.yaml                     # table.md/.csv, PNGs, TensorBoard
 
 The parts: ``spec`` (parse and validate sweep files), ``study`` (storage, locks, which trial runs next,
-lost-worker detection), ``worker`` (processes, heartbeats, outcomes, progress), ``report`` (tables,
-plots). The Lightning callback reporting to Optuna is ``t5lit.callbacks.OptunaPruningCallback``.
+lost-worker detection), ``supervisor`` (``run_sweep``: start the worker processes, print progress),
+``worker`` (one worker process: claim, run with a heartbeat, record the outcome), ``follower`` (a DDP rank > 0
+process of a trial, following rank 0), ``report`` (tables, plots). The Lightning callback reporting to
+Optuna is ``t5lit.callbacks.OptunaPruningCallback``.
 """
 
 from __future__ import annotations
 
 from t5lit.sweep.report import Report, write_report
 from t5lit.sweep.spec import Param, Row, SweepSpec, load_sweep
-from t5lit.sweep.worker import run_sweep
+from t5lit.sweep.supervisor import run_sweep
 
 __all__ = ["Param", "Report", "Row", "SweepSpec", "load_sweep", "report_cli", "run_cli", "run_sweep",
            "write_report"]

@@ -14,12 +14,14 @@ text).
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
+from t5lit.io import atomic_write_bytes, atomic_write_text
 from t5lit.registry import ConfigError
 from t5lit.sweep.study import is_lost, jobs_of, open_from_url
 
@@ -156,15 +158,23 @@ def markdown_table(variants: list[Variant], columns: list[str], bold: dict[str, 
 
 
 def _write_csv(path: Path, variants: list[Variant], columns: list[str]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["variant", "baseline", "params", "runs", *[x for c in columns for x in (c, f"{c}_std")]])
-        for v in variants:
-            row = [v.name, int(v.baseline), v.params, ";".join(v.status)]
-            for c in columns:
-                m, s = v.mean(c), v.std(c)
-                row += ["" if m is None else f"{m:.4f}", "" if s is None else f"{s:.4f}"]
-            w.writerow(row)
+    f = io.StringIO(newline="")  # built in memory, written atomically
+    w = csv.writer(f)
+    w.writerow(["variant", "baseline", "params", "runs", *[x for c in columns for x in (c, f"{c}_std")]])
+    for v in variants:
+        row = [v.name, int(v.baseline), v.params, ";".join(v.status)]
+        for c in columns:
+            m, s = v.mean(c), v.std(c)
+            row += ["" if m is None else f"{m:.4f}", "" if s is None else f"{s:.4f}"]
+        w.writerow(row)
+    atomic_write_text(path, f.getvalue())
+
+
+def _save_figure(fig, path: Path) -> None:
+    """A PNG written whole or not at all."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plot_scores(path: Path, study: str, variants: list[Variant], columns: list[str]) -> None:
@@ -187,7 +197,7 @@ def _plot_scores(path: Path, study: str, variants: list[Variant], columns: list[
         ax.set_title(col)
     fig.suptitle(study)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
@@ -212,7 +222,7 @@ def _plot_curves(path: Path, study: str, variants: list[Variant]) -> None:
             ax.legend(fontsize=6)
     fig.suptitle(f"{study}: validation")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
@@ -238,7 +248,7 @@ def write_report(sweep: str | Path | None = None, *, study: str | None = None, s
     folder.mkdir(parents=True, exist_ok=True)
     files = {"markdown": folder / "table.md", "csv": folder / "table.csv", "scores": folder / "scores.png",
              "curves": folder / "curves.png", "tensorboard": folder / "tb"}
-    files["markdown"].write_text(md)
+    atomic_write_text(files["markdown"], md)
     _write_csv(files["csv"], variants, columns)
     _plot_scores(files["scores"], study, variants, columns)
     _plot_curves(files["curves"], study, variants)

@@ -18,18 +18,20 @@ A sweep file is YAML over one experiment file (``base:``, relative to the sweep 
     metric: summary.GLUE                 # a dotted path into results.json; summary.average = the table's mean
     columns: [GLUE, SGLUE]               # report columns (default: every summary column the runs produced)
 
-Everything is checked before a trial starts: each row (and each space parameter) is resolved with
-``load_experiment`` + its overrides, so a misspelt override path fails in one line naming the row.
+Everything is checked before a trial starts: each row (and each space parameter at both ends of its range) is
+resolved with ``load_experiment`` + its overrides into a typed ``Experiment`` and run through the pipeline's
+pre-flight checks (t5lit/checks.py), so a misspelt override path, a bad value inside ``objective_params``
+or a missing data file fails in one line naming the row, before any trial starts. A sweep over a runner of
+your own (``run_sweep(runner=...)``) passes ``schema=False``: its rows are then only resolved.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t5lit.registry import ConfigError, check_choice, unknown_name_message
+from t5lit.registry import ConfigError, check_choice, check_name, unknown_name_message
 
 TOP_KEYS = ("base", "study", "description", "seeds", "overrides", "rows", "space", "n_trials", "sampler",
             "pruner", "direction", "metric", "columns", "max_retries")
@@ -40,8 +42,6 @@ PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
-# Row names become run directories (<out>/<study>/<row>-seed<k>) and study names journal files.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class SweepSpec:
     metric: str = "summary.average"
     columns: tuple[str, ...] = ()
     max_retries: int = 3
+    schema: bool = True  # rows are t5lit experiments (False: a runner of your own reads them)
 
     @property
     def kind(self) -> str:
@@ -122,13 +123,13 @@ class SweepSpec:
     def total_trials(self) -> int:
         return len(self.rows) * len(self.seeds) if self.rows else self.n_trials
 
-    def experiment(self, overrides: dict[str, Any], seed: int, name: str) -> dict:
-        """The resolved experiment config for one trial: base + sweep overrides + ``overrides``, seeded."""
+    def experiment(self, overrides: dict[str, Any], seed: int, name: str, source: str = "override") -> dict:
+        """The resolved experiment config for one trial: base + sweep overrides + ``overrides``, seeded (a
+        mapping that remembers which file or override set each key)."""
         from t5lit.experiment import load_experiment
 
-        cfg = load_experiment(self.base, {**self.overrides, **overrides})
-        cfg["seed"] = int(seed)
-        cfg["name"] = name
+        cfg = load_experiment(self.base, {**self.overrides, **overrides}, source=source, schema=self.schema)
+        cfg["seed"], cfg["name"] = int(seed), name
         return cfg
 
     def describe(self) -> dict:
@@ -162,8 +163,10 @@ def _parse_row(path: Path, i: int, raw: Any) -> Row:
         if key not in ROW_KEYS:
             raise _fail(path, f"rows[{i}] ({raw['name']}): " + unknown_name_message("row key", key, list(ROW_KEYS)))
     name = str(raw["name"])
-    if not NAME_RE.match(name):
-        raise _fail(path, f"row name {name!r} must be letters, digits and _.+- (it names a run directory)")
+    try:
+        check_name("row name", name)
+    except ConfigError as err:
+        raise _fail(path, str(err)) from None
     return Row(name, _mapping(path, raw.get("overrides"), f"row {name!r} overrides"), bool(raw.get("baseline", False)))
 
 
@@ -196,9 +199,10 @@ def _parse_param(path: Path, name: str, raw: Any) -> Param:
     return Param(name, kind, low, high, log, None if step is None else float(step))
 
 
-def load_sweep(path: str | Path, check_rows: bool = True) -> SweepSpec:
-    """Parse and validate a sweep file; with ``check_rows`` every row's (and parameter's) overrides are
-    resolved against the base experiment, so a bad path fails here and not hours into the sweep."""
+def load_sweep(path: str | Path, check_rows: bool = True, schema: bool = True) -> SweepSpec:
+    """Parse and validate a sweep file; with ``check_rows`` every row (and every search parameter at both ends)
+    is resolved against the base experiment and checked as a whole experiment, so a mistake fails here and
+    not hours into the sweep. ``schema=False``: the rows are configs of a runner of your own (only resolved)."""
     from t5lit.experiment import read_yaml
 
     path = Path(path)
@@ -212,8 +216,10 @@ def load_sweep(path: str | Path, check_rows: bool = True) -> SweepSpec:
     if not base.is_file():
         raise _fail(path, f"base experiment not found: {base}")
     study = str(raw.get("study") or path.stem)
-    if not NAME_RE.match(study):
-        raise _fail(path, f"study name {study!r} must be letters, digits and _.+-")
+    try:
+        check_name("study name", study)
+    except ConfigError as err:
+        raise _fail(path, str(err)) from None
     has_rows, has_space = bool(raw.get("rows")), bool(raw.get("space"))
     if has_rows == has_space:
         raise _fail(path, "give exactly one of 'rows' (a grid of named variants) or 'space' (a search), "
@@ -235,7 +241,7 @@ def load_sweep(path: str | Path, check_rows: bool = True) -> SweepSpec:
         raise _fail(path, f"max_retries must be a non-negative integer, got {max_retries!r}")
     common = dict(path=path, base=base, study=study, seeds=tuple(seeds),
                   overrides=_mapping(path, raw.get("overrides"), "overrides"), direction=direction, metric=metric,
-                  columns=tuple(columns), max_retries=max_retries)
+                  columns=tuple(columns), max_retries=max_retries, schema=bool(schema))
     if has_rows:
         spec = _grid_spec(path, raw, common)
     else:
@@ -285,23 +291,41 @@ def _search_spec(path: Path, raw: dict, common: dict) -> SweepSpec:
     return SweepSpec(space=space, n_trials=n_trials, sampler=sampler, pruner=pruner, **common)
 
 
-def check_sweep(spec: SweepSpec) -> None:
-    """Resolve every row (or every space parameter at its low end) against the base experiment."""
-    from t5lit.pipeline import check_experiment
-
-    try:
-        base = spec.experiment({}, spec.seeds[0], "check")
+def check_sweep(spec: SweepSpec, deep: bool = False) -> dict[str, Any]:
+    """Resolve and type every row (or every space parameter at both ends of its range, and each choice); with
+    ``deep`` also run the pipeline's pre-flight checks (vocabulary, data files, objectives on the vocabulary:
+    t5lit/checks.py). Returns the checked experiments by label ("base", row names, "param=value")."""
+    out: dict[str, Any] = {}
+    try:  # a grid's base alone never runs: only its rows must be whole experiments
+        out["base"] = check_row(spec, {}, deep and spec.kind == "search", typed=spec.kind == "search")
     except ConfigError as err:
         raise _fail(spec.path, f"sweep overrides: {err}") from None
     for r in spec.rows:
         try:
-            check_experiment(spec.experiment(r.overrides, spec.seeds[0], r.name))
+            out[r.name] = check_row(spec, r.overrides, deep)
         except ConfigError as err:
             raise _fail(spec.path, f"row {r.name!r}: {err}") from None
-    from t5lit.experiment import apply_overrides
-
     for p in spec.space:
-        try:
-            apply_overrides(base, {p.name: p.choices[0] if p.choices else p.low})
-        except ConfigError as err:
-            raise _fail(spec.path, f"space: {err}") from None
+        for value in (p.choices if p.choices else (p.low, p.high)):
+            value = int(value) if p.type == "int" else value
+            try:
+                out[f"{p.name}={value}"] = check_row(spec, {p.name: value}, deep)
+            except ConfigError as err:
+                raise _fail(spec.path, f"space: {err}") from None
+    return out
+
+
+def check_row(spec: SweepSpec, overrides: dict, deep: bool = False, typed: bool = True):
+    """The row's typed ``Experiment`` (with ``deep``, also pre-flight checked), or, for a runner of your own
+    (``spec.schema`` False) or with ``typed=False``, its resolved mapping."""
+    cfg = spec.experiment(overrides, spec.seeds[0], "check")
+    if not spec.schema or not typed:
+        return cfg
+    from t5lit.schema import Experiment
+
+    exp = Experiment.from_dict(cfg, cfg.sources)
+    if deep:
+        from t5lit.checks import check_experiment
+
+        check_experiment(exp)
+    return exp

@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from t5lit.data.cache import file_lock
+from t5lit.io import file_lock
 from t5lit.registry import ConfigError
 from t5lit.sweep.spec import SweepSpec, job_name
 

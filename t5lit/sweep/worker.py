@@ -1,9 +1,8 @@
-"""Running a sweep: one worker process per GPU (or per group of K GPUs), or N on CPU, all on one study.
+"""One sweep worker process (``python -m t5lit.sweep.worker``): claim a trial, run it, record it, repeat.
 
-``run_sweep`` validates the sweep file, opens the storage and the study (enqueueing every job), starts the
-workers (``python -m t5lit.sweep.worker``, CUDA_VISIBLE_DEVICES set per worker, logs under
-``<out>/<study>/logs/``) and prints progress until they exit. Each worker loops: claim the next trial
-(study.claim_next), run it with a heartbeat, record the outcome:
+The supervisor (``t5lit.sweep.supervisor.run_sweep``) starts one such process per GPU (or group of GPUs) or
+N on CPU. Each loops (``work``): claim the next trial (study.claim_next), run it with a heartbeat and an
+flock on its run directory (``run_trial``), record the outcome:
 
 - results -> COMPLETE with the sweep's metric as value; summary, scores and val_curves as user attrs;
 - ``optuna.TrialPruned`` -> PRUNED;
@@ -12,42 +11,41 @@ workers (``python -m t5lit.sweep.worker``, CUDA_VISIBLE_DEVICES set per worker, 
   same job, which resumes from the same run directory ``<out>/<study>/<job>/``.
 
 A worker whose own trial was declared lost (a stalled heartbeat) exits at once, so two processes never
-write one run directory; an flock on the run directory guards the same on one machine.
+write one run directory; the flock on the run directory guards the same on one machine.
+
+A trial on several devices runs under DDP with this process as rank 0; Lightning's launcher re-runs this
+module for ranks > 0, and ``main`` hands those to ``t5lit.sweep.follower``. The runner is named
+``"module:function"`` (``runner_ref``) so that every process can import it (``load_runner``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib
-import json
 import logging
 import math
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import traceback
 import zlib
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from t5lit.io import file_lock
 from t5lit.registry import ConfigError
+from t5lit.sweep.follower import DDP_ENV, announce, follow, followed_job
 from t5lit.sweep.spec import SweepSpec, load_sweep
-from t5lit.sweep.study import StudyStorage, _pruner, _sampler, claim_next, default_storage, open_study, progress
+from t5lit.sweep.study import StudyStorage, _pruner, _sampler, claim_next
 
 log = logging.getLogger("t5lit.sweep")
 DEFAULT_RUNNER = "t5lit.pipeline:run_experiment"
-FOLLOWER_ENV = "T5LIT_SWEEP_RUN"  # rank > 0 processes of a DDP trial follow rank 0's run through this
-DDP_ENV = (FOLLOWER_ENV, "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def runner_ref(runner: Callable | str | None) -> str:
@@ -68,25 +66,6 @@ def load_runner(ref: str) -> Callable:
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def device_groups(devices: str | list[int] | None, per_trial: int, workers: int) -> list[str | None]:
-    """CUDA_VISIBLE_DEVICES per worker: ``device_groups("0,1,2,3", 2, 1) == ["0,1", "2,3"]``; without
-    devices, ``workers`` CPU workers that leave the environment as it is (``[None] * workers``)."""
-    if not devices:
-        if workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {workers}")
-        return [None] * workers
-    ids = [str(d).strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if str(d).strip()]
-    if per_trial < 1 or len(ids) % per_trial:
-        raise ConfigError(f"--devices-per-trial {per_trial} must divide the {len(ids)} devices {','.join(ids)}")
-    return [",".join(ids[i:i + per_trial]) for i in range(0, len(ids), per_trial)]
-
-
-def cpu_threads(workers: int) -> int:
-    """Intra-op threads per CPU worker: the usable cores split evenly (``cpu_threads(2) == 1`` on 2 cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
 
 
 def metric_value(results: dict, metric: str) -> float | None:
@@ -136,10 +115,9 @@ class Heartbeat:
 
 @contextlib.contextmanager
 def run_dir_lock(run_dir: Path):
-    """An flock on the run directory for the trial's duration (released by the OS if the worker dies)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".sweep.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """An flock on ``<run_dir>/.sweep.lock`` for the trial's duration (released by the OS if the worker dies);
+    creates ``run_dir``."""
+    with file_lock(run_dir / ".sweep"):
         yield
 
 
@@ -180,8 +158,7 @@ def run_trial(study: optuna.Study, spec: SweepSpec, store: StudyStorage, trial: 
     saved_env = {k: os.environ.get(k) for k in DDP_ENV}
     with run_dir_lock(run_dir), Heartbeat(store, trial._trial_id, _lost(trial.number)):
         pruning = spec.kind == "search" and spec.pruner != "none"
-        os.environ[FOLLOWER_ENV] = json.dumps({"cfg": cfg, "run_dir": str(run_dir), "runner": runner_name,
-                                               "pruning": pruning})
+        announce(cfg, run_dir, runner_name, pruning)
         try:
             results = runner(cfg, run_dir, trial=trial if pruning else None)
         except optuna.TrialPruned as err:
@@ -233,82 +210,10 @@ def work(spec: SweepSpec, store: StudyStorage, runner: Callable, out_dir: str | 
         n += 1
 
 
-def _format_progress(spec: SweepSpec, p: dict, started: float) -> str:
-    now = datetime.now()
-    running = ", ".join(f"{job} ({int((now - t0).total_seconds()) // 60}m)" if t0 else job
-                        for job, _, t0 in p["running"]) or "-"
-    eta = "?"
-    if p["mean_duration"] is not None:
-        parallel = max(1, len(p["running"]))
-        eta = f"{int(p['mean_duration'] * max(0, p['total'] - p['done']) / parallel / 60)}m"
-    return (f"[{spec.study}] {p['done']}/{p['total']} done ({p['failed']} failed, {p['pruned']} pruned) | "
-            f"running: {running} | elapsed {int(time.time() - started) // 60}m | ETA {eta}")
-
-
-def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list[int] | None = None,
-              devices_per_trial: int = 1, workers: int = 1, runner: Callable | str | None = None,
-              out_dir: str | Path = "runs/sweeps", heartbeat_interval: int = 30, grace_period: int = 120,
-              retry_failed: bool = False, poll: float = 1.0, log_every: float = 30.0) -> dict:
-    """Run (or continue) a sweep with local worker processes; returns the final progress counts plus
-    ``exit_codes`` of the workers. Everything is validated before any worker starts."""
-    spec = load_sweep(sweep)
-    ref = runner_ref(runner)
-    out_dir = Path(out_dir).resolve()
-    url = storage or default_storage(out_dir, spec.study)
-    store = StudyStorage(url, heartbeat_interval, grace_period)
-    study = open_study(spec, store, retry_failed=retry_failed)
-    groups = device_groups(devices, devices_per_trial, workers)
-    logs = out_dir / spec.study / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env_path = os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", ""), *sys.path] if p)
-    procs = []
-    for i, group in enumerate(groups):
-        env = {**os.environ, "PYTHONPATH": env_path}
-        args = [sys.executable, "-m", "t5lit.sweep.worker", "--sweep", str(Path(sweep).resolve()), "--storage", url,
-                "--out", str(out_dir), "--runner", ref, "--name", f"w{i}", "--heartbeat", str(heartbeat_interval),
-                "--grace", str(grace_period)]
-        if group is not None:
-            env["CUDA_VISIBLE_DEVICES"] = group
-            args += ["--devices-per-trial", str(devices_per_trial)]
-        elif "OMP_NUM_THREADS" not in os.environ:  # CPU workers share the cores instead of oversubscribing
-            env["OMP_NUM_THREADS"] = str(cpu_threads(len(groups)))
-        with open(logs / f"{socket.gethostname()}-w{i}.log", "a") as f:
-            procs.append(subprocess.Popen(args, env=env, stdout=f, stderr=subprocess.STDOUT))
-    where = "devices " + " | ".join(g for g in groups if g) if devices else "CPU"
-    print(f"[{spec.study}] {len(procs)} worker(s) on {where}; storage {url}; logs in {logs}", flush=True)
-    started, last_line, last_time = time.time(), "", 0.0
-    while any(p.poll() is None for p in procs):
-        time.sleep(poll)
-        line = _format_progress(spec, progress(study, spec), started)
-        if line.split(" | elapsed")[0] != last_line or time.time() - last_time > log_every:
-            print(line, flush=True)
-            last_line, last_time = line.split(" | elapsed")[0], time.time()
-    final = progress(study, spec)
-    line = _format_progress(spec, final, started)
-    if line.split(" | elapsed")[0] != last_line:
-        print(line, flush=True)
-    codes = [p.returncode for p in procs]
-    if any(codes):
-        print(f"[{spec.study}] worker exit codes {codes}; see {logs}. Run the same command to continue.", flush=True)
-    return {**final, "exit_codes": codes}
-
-
-def _follow(env: str) -> None:
-    """A rank > 0 process of a DDP trial (Lightning's launcher re-runs this module): run rank 0's trial
-    alongside it; Lightning joins the processes inside each fit."""
-    from t5lit.callbacks import RANK_FOLLOWER_TRIAL
-
-    job = json.loads(env)
-    try:
-        load_runner(job["runner"])(job["cfg"], Path(job["run_dir"]),
-                                   trial=RANK_FOLLOWER_TRIAL if job.get("pruning") else None)
-    except optuna.TrialPruned:  # rank 0 decided and records it; this rank stops with it
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
-    if os.environ.get(FOLLOWER_ENV) and int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) > 0:
-        _follow(os.environ[FOLLOWER_ENV])
+    job = followed_job()
+    if job is not None:  # a DDP rank > 0 re-run of this module by Lightning's launcher
+        follow(job, load_runner(job["runner"]))
         return
     ap = argparse.ArgumentParser(prog="python -m t5lit.sweep.worker", description="one sweep worker")
     ap.add_argument("--sweep", required=True)
@@ -326,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    spec = load_sweep(ns.sweep, check_rows=False)
+    spec = load_sweep(ns.sweep, check_rows=False, schema=ns.runner == DEFAULT_RUNNER)
     store = StudyStorage(ns.storage, ns.heartbeat, ns.grace)
     n = work(spec, store, load_runner(ns.runner), ns.out, ns.name, ns.devices_per_trial, ns.runner)
     log.info("no trials left; ran %d", n)

@@ -1,7 +1,7 @@
 """Every fast path against the eager reference: same losses and gradients within tolerance.
 
 Fast paths: oneDNN fp32 linear and the CPU attention (flash forward or kept weights, chunked backward with
-the bias gradient) in t5lit/model/cpu.py; the fused [q; k; v] and [k; v] projections; the Toeplitz bias of
+the bias gradient) in t5lit/model/cpu.py, applied by ``apply_cpu_fast_paths``; the Toeplitz bias of
 unpacked rows; bf16 autocast; torch.compile (slow); flex attention (its dense reference on CPU, the compiled
 kernel on CUDA only). The reference is the eager backend with the CPU fast paths switched off: plain
 F.linear, softmax(q k^T + bias) v in autograd.
@@ -76,13 +76,13 @@ def loss_and_grads(model, f, targets, weights, dtype=None):
 
 
 def pair(arch: str, **changes):
-    """(reference eager model, fast sdpa model) with the same weights."""
+    """(reference eager model, fast model: ``cfg.attention`` with the CPU fast paths applied), same weights."""
     torch.manual_seed(0)
     cfg = preset_config("tiny", arch=arch, **changes)
     ref = build_model(cfg.replace(attention="eager"))
     fast = build_model(cfg)
     fast.load_state_dict(ref.state_dict())
-    return ref, fast
+    return ref, cpu.apply_cpu_fast_paths(fast)
 
 
 def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
@@ -249,7 +249,7 @@ def test_plain_bias_equals_the_general_lookup(bidirectional, Tq, Tk):
     torch.testing.assert_close(table.embedding.weight.grad, want, rtol=1e-9, atol=1e-9)
 
 
-def test_fused_projections_keep_transformers_layout():
+def test_fast_paths_keep_transformers_layout():
     _, fast = pair("encoder_decoder")
     names = set(fast.state_dict())
     for stack, kind in (("encoder", "self_attn"), ("decoder", "self_attn"), ("decoder", "cross_attn")):

@@ -5,17 +5,10 @@ import pytest
 import torch
 import transformers
 
+from t5lit.checkpoint import export_hf, export_lightning_checkpoint, import_hf
 from t5lit.config import ModelConfig, preset_config
 from t5lit.model.architectures import build_model
-from t5lit.model.hf import (
-    config_from_hf,
-    config_to_hf,
-    export_hf,
-    export_lightning_checkpoint,
-    import_hf,
-    state_dict_from_hf,
-    state_dict_to_hf,
-)
+from t5lit.model.hf import config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
 from t5lit.registry import ConfigError
 
 V = 256

@@ -24,7 +24,7 @@ def run(name, tokens=CHUNK, seed=0, **params):
 
 
 def test_registry_lists_every_objective():
-    assert OBJECTIVES.names() == ALL
+    assert set(ALL) <= set(OBJECTIVES.names())  # plug-ins (a new file here, an entry point) may add more
 
 
 GOLDEN = [

@@ -23,7 +23,7 @@ ROWS = [{"name": "a", "baseline": True, "overrides": {}}, {"name": "b", "overrid
 
 
 def test_grid_parses_and_resolves(tmp_path):
-    spec = load_sweep(write(tmp_path, {"seeds": [0, 1], "rows": ROWS, "overrides": {"fake.steps": 3}}))
+    spec = load_sweep(write(tmp_path, {"seeds": [0, 1], "rows": ROWS, "overrides": {"fake.steps": 3}}), schema=False)
     assert spec.kind == "grid" and spec.study == "s" and spec.baseline == "a"
     assert spec.jobs() == ["a-seed0", "a-seed1", "b-seed0", "b-seed1"] and spec.total_trials() == 4
     cfg = spec.experiment(spec.row("b").overrides, 1, job_name("b", 1))
@@ -33,7 +33,7 @@ def test_grid_parses_and_resolves(tmp_path):
 def test_search_parses(tmp_path):
     spec = load_sweep(write(tmp_path, {"study": "lr", "space": {
         "finetune.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "fake.steps": {"type": "int", "low": 1, "high": 3}}, "n_trials": 5, "pruner": "median"}))
+        "fake.steps": {"type": "int", "low": 1, "high": 3}}, "n_trials": 5, "pruner": "median"}), schema=False)
     assert spec.kind == "search" and spec.study == "lr" and spec.n_trials == 5 and spec.sampler == "tpe"
     assert [p.name for p in spec.space] == ["finetune.lr", "fake.steps"]
 
@@ -62,7 +62,7 @@ def test_search_parses(tmp_path):
 ])
 def test_errors_are_one_line(tmp_path, sweep, message):
     with pytest.raises(ConfigError) as err:
-        load_sweep(write(tmp_path, sweep))
+        load_sweep(write(tmp_path, sweep), schema=False)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -76,7 +76,8 @@ def test_missing_files(tmp_path):
 
 def test_grid_sampler_counts_the_grid(tmp_path):
     spec = load_sweep(write(tmp_path, {"space": {"fake.steps": {"type": "int", "low": 1, "high": 3, "step": 1},
-                                                 "fake.score": {"choices": [1.0, 2.0]}}, "sampler": "grid"}))
+                                                 "fake.score": {"choices": [1.0, 2.0]}}, "sampler": "grid"}),
+                      schema=False)
     assert spec.n_trials == 6 and spec.space[0].grid_values() == [1, 2, 3]
 
 

@@ -17,7 +17,8 @@ from t5lit.pipeline import TrialFailed
 from t5lit.registry import ConfigError
 from t5lit.sweep import run_sweep
 from t5lit.sweep.study import StudyStorage, jobs_of
-from t5lit.sweep.worker import device_groups, metric_value, runner_ref
+from t5lit.sweep.supervisor import device_groups
+from t5lit.sweep.worker import metric_value, runner_ref
 
 BASE = {"name": "fake", "seed": 0, "model": {"arch": "encoder_decoder", "overrides": {}},
         "finetune": {"tasks": ["toy"], "lr": 0.001}, "fake": {"steps": 2, "sleep": 0.02, "score": 50.0, "nan_at": -1}}

@@ -39,11 +39,14 @@ class Source:
         local: ``(data_dir, split) -> examples`` read from the official files; None when the task has none
             (``data_dir`` is then ignored).
         layout: the files ``local`` expects, for docs and errors, e.g. ``<data_dir>/RTE/{train,dev,test}.tsv``.
+        files: ``(data_dir, split) -> paths`` that ``local`` reads, so that a run checks they exist before
+            any work starts.
     """
 
     default: Callable[[str], list[Example]]
     local: Callable[[Path, str], list[Example]] | None = None
     layout: str = ""
+    files: Callable[[Path, str], list[Path]] | None = None
 
 
 def _label(example: Example) -> Any:
@@ -74,6 +77,10 @@ class Task:
         description: one line for docs.
         num_beams: validation decoding when the run leaves it to the task: 1 (greedy, the paper's study) or
             T5's beam search of 4 (length penalty 0.6) for translation and summarization.
+        headline: the metrics whose mean is the task's score (the paper's number for it; the best checkpoint
+            is chosen on it); empty: all of its metrics. MRPC: (f1, accuracy); CNN/DM: (rouge2,).
+        column: the paper's Table 1 column the task feeds (GLUE, SGLUE, CNNDM, SQuAD, EnDe, EnFr, EnRo); a
+            column shared by a mixture (GLUE) is the mean over its tasks; None: reported under its name.
     """
 
     name: str
@@ -88,6 +95,8 @@ class Task:
     preprocess: Callable[[list[Example], str], list[Example]] | None = None
     description: str = ""
     num_beams: int = 1
+    headline: tuple[str, ...] = ()
+    column: str | None = None
 
     def check_split(self, split: str) -> None:
         check_choice(f"split of task {self.name}:", split, self.splits)
@@ -96,6 +105,13 @@ class Task:
         """Whether ``split`` carries labels (benchmark test splits do not)."""
         self.check_split(split)
         return not split.startswith("test")
+
+    def data_files(self, split: str, data_dir: str | Path) -> list[Path]:
+        """The official files ``load(split, data_dir)`` reads (none when the task reads no local files)."""
+        self.check_split(split)
+        if self.source.local is None or self.source.files is None:
+            return []
+        return list(self.source.files(Path(data_dir).expanduser(), split))
 
     def load(self, split: str, data_dir: str | Path | None = None) -> list[Example]:
         """Raw examples of ``split``, from ``data_dir``'s official files if given, else the default source."""

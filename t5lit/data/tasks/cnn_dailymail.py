@@ -27,7 +27,8 @@ def _load(data_dir: Path | None, split: str) -> list[Example]:
 
 register_task(Task(
     name="cnn_dailymail", source=Source(default=lambda split: _load(None, split), local=_load,
-                                        layout="<data_dir>/{train,validation,test}.jsonl"),
+                                        layout="<data_dir>/{train,validation,test}.jsonl",
+                                        files=lambda d, split: [d / f"{split}.jsonl"]),
     formatter=summarize_formatter, postprocessor=text_postprocessor, metrics=(M.rouge,), num_beams=4,
     target=lambda ex: ex["highlights"], is_labelled=lambda ex: bool(ex.get("highlights")),
-    description="CNN/Daily Mail summarization"))
+    description="CNN/Daily Mail summarization", headline=("rouge2",), column="CNNDM"))

@@ -163,9 +163,18 @@ def _layout(spec: GlueSpec) -> str:
     return f"<data_dir>/{spec.folder}/{{train,dev,test}}.tsv"
 
 
+def _files(spec: GlueSpec, data_dir: Path, split: str) -> list[Path]:
+    if spec.name == "mnli":
+        stems = ([MNLI_SPLITS[f"{split}_matched"], MNLI_SPLITS[f"{split}_mismatched"]]
+                 if split in ("validation", "test") else [MNLI_SPLITS[split]])
+    else:
+        stems = [FILE_STEMS[split]]
+    return [data_dir / spec.folder / f"{stem}.tsv" for stem in stems]
+
+
 def _register(spec: GlueSpec) -> Task:
     source = Source(default=partial(_load, spec, None), local=lambda d, split: _load(spec, d, split),
-                    layout=_layout(spec))
+                    layout=_layout(spec), files=partial(_files, spec))
     splits = ("train", "validation", "test")
     kwargs = {}
     if spec.name == "mnli":
@@ -177,8 +186,8 @@ def _register(spec: GlueSpec) -> Task:
         formatter = classification_formatter(spec.name, spec.keys, spec.label_names)
         post = label_postprocessor(spec.label_names)
     return register_task(Task(name=f"glue_{spec.name}", source=source, formatter=formatter, postprocessor=post,
-                              metrics=METRICS[spec.name], splits=splits,
-                              description=f"GLUE {spec.folder}", **kwargs))
+                              metrics=METRICS[spec.name], splits=splits, description=f"GLUE {spec.folder}",
+                              headline=M.GLUE_AVERAGE.get(f"glue_{spec.name}", ()), column="GLUE", **kwargs))
 
 
 for _spec in SPECS.values():

@@ -68,7 +68,8 @@ def _load(data_dir: Path | None, split: str) -> list[Example]:
 
 register_task(Task(
     name="squad", source=Source(default=lambda split: _load(None, split), local=_load,
-                                layout="<data_dir>/{train-v1.1,dev-v1.1}.json"),
+                                layout="<data_dir>/{train-v1.1,dev-v1.1}.json",
+                                files=lambda d, split: [d / FILES[split]]),
     formatter=squad_formatter, postprocessor=text_postprocessor, metrics=(M.squad,),
     splits=("train", "validation"), target=squad_target, is_labelled=_labelled,
-    description="SQuAD v1.1 extractive question answering"))
+    description="SQuAD v1.1 extractive question answering", headline=("exact_match",), column="SQuAD"))

@@ -219,7 +219,8 @@ def _record_labelled(example: Example) -> bool:
 def _register(name: str) -> Task:
     folder, _, label_names = SPECS[name]
     source = Source(default=partial(_load, name, None), local=lambda d, split: _load(name, d, split),
-                    layout=f"<data_dir>/{folder}/{{train,val,test}}.jsonl")
+                    layout=f"<data_dir>/{folder}/{{train,val,test}}.jsonl",
+                    files=lambda d, split: [d / folder / f"{FILE_STEMS[split]}.jsonl"])
     kwargs: dict = {}
     if name == "multirc":
         kwargs.update(formatter=multirc_formatter, postprocessor=multirc_postprocessor, target=multirc_target,
@@ -236,7 +237,7 @@ def _register(name: str) -> Task:
         kwargs.update(formatter=classification_formatter(name, KEYS[name], label_names),
                       postprocessor=label_postprocessor(label_names), metrics=metrics)
     return register_task(Task(name=f"super_glue_{name}", source=source, description=f"SuperGLUE {folder}",
-                              **kwargs))
+                              headline=M.SUPER_GLUE_AVERAGE[f"super_glue_{name}"], column="SGLUE", **kwargs))
 
 
 for _name in SPECS:

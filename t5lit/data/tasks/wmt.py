@@ -42,6 +42,9 @@ def translate_formatter(target: str):
     return formatter
 
 
+COLUMNS = {"de": "EnDe", "fr": "EnFr", "ro": "EnRo"}  # the paper's Table 1 columns
+
+
 def _register(name: str, hub_path: str, target: str) -> Task:
     def default(split: str) -> list[Example]:
         return [dict(row["translation"]) for row in load_hub(hub_path, f"{target}-en", split)]
@@ -51,10 +54,11 @@ def _register(name: str, hub_path: str, target: str) -> Task:
 
     return register_task(Task(
         name=name, source=Source(default=default, local=local,
-                                 layout=f"<data_dir>/{{train,validation,test}}.{{en,{target}}}"),
+                                 layout=f"<data_dir>/{{train,validation,test}}.{{en,{target}}}",
+                                 files=lambda d, split: [d / f"{split}.en", d / f"{split}.{target}"]),
         formatter=translate_formatter(target), postprocessor=text_postprocessor, metrics=(M.bleu,), num_beams=4,
         target=lambda ex: ex[target], is_labelled=lambda ex: bool(ex.get(target)),
-        description=f"WMT English to {LANGUAGES[target]}"))
+        description=f"WMT English to {LANGUAGES[target]}", headline=("bleu",), column=COLUMNS[target]))
 
 
 _register("wmt14_ende", "wmt/wmt14", "de")

@@ -1,0 +1,153 @@
+"""Everything about an experiment that can be checked before any work starts (``t5lit check`` runs exactly this).
+
+The schema (t5lit/schema.py) has already typed and range-checked every value; here come the checks that look
+at the world or at several sections together, for every stage of the plan, before pre-training starts:
+
+- the vocabulary exists and fits the model's ``vocab_size``;
+- each pre-training stage's corpus and its local files; its objective on the vocabulary at its lengths (a
+  few examples are made from synthetic chunks, so an objective needing more sentinels than the vocabulary
+  has, or one breaking its own length budget, fails here and not hours in); the architecture's features;
+- each fine-tuning or evaluate stage's tasks, and the official files its ``data_dir`` must hold;
+- the trainer's accelerator exists, and the run directory can be created.
+
+Nothing is written: an experiment that fails its checks leaves no trace on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from t5lit.registry import ConfigError
+from t5lit.schema import Experiment, Stage
+
+SYNTHETIC_EXAMPLES = 8  # chunks run through each pre-training objective by the check
+
+
+def check_experiment(exp: Experiment, run_dir: str | Path | None = None) -> None:
+    """Raise a one-line ConfigError for the first problem found; return quietly when the experiment can run."""
+    model_cfg = exp.model.config()
+    vocab = check_vocabulary(exp.model.vocab, model_cfg.vocab_size)
+    for stage in exp.plan():
+        try:
+            if stage.kind == "pretrain":
+                _check_pretrain(stage, exp, vocab)
+            elif stage.kind == "finetune":
+                _check_tasks(stage, stage.settings.data_dir, stage.settings.data_dirs, ("train", "validation"))
+                _check_lengths(exp.model.arch, stage.settings.inputs_length, stage.settings.targets_length)
+            else:
+                fin = exp.finetune
+                _check_tasks(stage, fin.data_dir if fin else None, fin.data_dirs if fin else {}, ("validation",))
+        except ConfigError as err:
+            raise ConfigError(f"stage {stage.name!r}: {err}") from None
+    _check_trainer(exp)
+    if run_dir is not None:
+        check_output_dir(Path(run_dir))
+
+
+# ------------------------------------------------------------------------------------------ vocabulary
+class _IdsOnlyVocab:
+    """Stands in for a vocabulary not built yet (the built-in one is trained on first use): ids, and an
+    ``encode`` that gives one id per word piece of 4 characters (UL2's mode tokens)."""
+
+    pad_id, eos_id, unk_id = 0, 1, 2
+
+    def __init__(self, vocab_size: int, num_extra_ids: int = 100):
+        self.vocab_size, self.num_extra_ids = vocab_size, num_extra_ids
+
+    def sentinel_id(self, i: int) -> int:
+        return self.vocab_size - 1 - i
+
+    def encode(self, text: str) -> list[int]:
+        return [3 + (i % 50) for i in range(max(1, (len(text) + 3) // 4))]
+
+
+def check_vocabulary(spec: str, model_vocab_size: int):
+    """The vocabulary of ``spec`` (or a stand-in of its size when it is the built-in one, not trained yet):
+    its file must exist and load, and its ids must fit the model's embedding."""
+    from t5lit.data.vocab import DEFAULT_EXTRA_IDS, builtin_vocabulary_path, load_vocabulary
+
+    text = str(spec)
+    if text == "builtin" or text.startswith("builtin:"):
+        pieces = 1000 if text == "builtin" else text.split(":", 1)[1]
+        if not str(pieces).isdigit() or int(pieces) < 1:
+            raise ConfigError(f"model.vocab {text!r}: use 'builtin', 'builtin:<pieces>' (e.g. builtin:1000) or a "
+                              "SentencePiece .model path")
+        path = builtin_vocabulary_path(int(pieces))
+        vocab = load_vocabulary(text) if path.is_file() else _IdsOnlyVocab(int(pieces) + DEFAULT_EXTRA_IDS)
+    else:
+        try:
+            vocab = load_vocabulary(text)
+        except ConfigError as err:
+            raise ConfigError(f"model.vocab: {err}") from None
+        except Exception as err:  # noqa: BLE001 - SentencePiece rejects a file that is not a model
+            raise ConfigError(f"model.vocab: {text} is not a SentencePiece model ({type(err).__name__})") from None
+    if vocab.vocab_size > model_vocab_size:
+        raise ConfigError(f"model.vocab has {vocab.vocab_size} ids but the model's vocab_size is {model_vocab_size}; "
+                          "raise model.overrides.vocab_size or use a smaller vocabulary")
+    return vocab
+
+
+# ------------------------------------------------------------------------------------------ stages
+def _check_pretrain(stage: Stage, exp: Experiment, vocab) -> None:
+    from t5lit.data.examples import PretrainFeatures
+    from t5lit.data.sources import check_corpus
+
+    p = stage.settings
+    check_corpus(p.corpus, p.corpus_options)
+    features = PretrainFeatures.build(p.objective, p.objective_params, exp.model.arch, p.inputs_length,
+                                      p.targets_length)
+    low, high = 3, max(4, vocab.vocab_size - vocab.num_extra_ids)
+    rng = np.random.default_rng(0)
+    chunks = rng.integers(low, high, size=(SYNTHETIC_EXAMPLES, features.budget.raw), dtype=np.int64).astype(np.int32)
+    rngs = [np.random.default_rng((exp.seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
+    features.features(features.examples(chunks, rngs, vocab))  # the model features of a batch, as training makes
+
+
+def _check_tasks(stage: Stage, data_dir, data_dirs: dict, splits: tuple[str, ...]) -> None:
+    from t5lit.data.mixtures import get_task_or_mixture, task_names
+
+    dirs = {t: d for name, d in (data_dirs or {}).items() for t in task_names(name)}
+    for name in stage.task:
+        for task in get_task_or_mixture(name):
+            folder = dirs.get(task.name, data_dir)
+            if folder is None:
+                continue  # the Hugging Face hub, reached when the stage loads it
+            for split in splits:
+                if split not in task.splits:
+                    continue
+                for path in task.data_files(split, folder):
+                    if not path.is_file():
+                        raise ConfigError(f"task {task.name}: data file not found: {path} (data_dir must hold "
+                                          f"{task.source.layout})")
+
+
+def _check_lengths(arch: str, inputs_length: int, targets_length: int) -> None:
+    from t5lit.features import converter_for
+
+    converter_for(arch, inputs_length, targets_length)
+
+
+def _check_trainer(exp: Experiment) -> None:
+    accelerator = str(exp.trainer.accelerator)
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator is {accelerator!r} but no CUDA device is visible; use cpu or auto")
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """The run directory is a directory, or can be made: its nearest existing parent is a writable folder."""
+    path = run_dir.expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run directory {run_dir} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"run directory {run_dir}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"run directory {run_dir}: {probe} is not writable")
