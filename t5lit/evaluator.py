@@ -28,6 +28,9 @@ import numpy as np
 from t5lit.data.tasks.base import Task
 from t5lit.model.generate import generate
 
+# The paper's summary columns in Table 1's order; each comes from the tasks (or mixture) that declare it.
+PAPER_COLUMNS = ("GLUE", "CNNDM", "SQuAD", "SGLUE", "EnDe", "EnFr", "EnRo")
+
 
 @dataclass
 class TaskResult:

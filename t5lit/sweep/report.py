@@ -21,11 +21,11 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
+from t5lit.evaluator import PAPER_COLUMNS
 from t5lit.io import atomic_write_bytes, atomic_write_text
 from t5lit.registry import ConfigError
 from t5lit.sweep.study import is_lost, jobs_of, open_from_url
 
-PAPER_COLUMNS = ("GLUE", "CNNDM", "SQuAD", "SGLUE", "EnDe", "EnFr", "EnRo")
 AVERAGE = "Average"
 STAR = "★"
 
