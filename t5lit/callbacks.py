@@ -80,26 +80,117 @@ class ThroughputMonitor(L.Callback):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Stops a run whose training loss is NaN or infinite, checked every ``every`` steps (one host sync
-    per check, not per step). Raises ``NonFiniteLoss`` so a sweep marks the trial failed with the reason.
-    Under DDP the ranks decide together (any rank's non-finite loss stops all of them): one rank stopping
-    alone would leave the others waiting in the next gradient all-reduce."""
+    """Fails a run whose training loss or gradient norm becomes NaN or infinite, or whose validation loss does.
+
+    Every step is watched without a host synchronisation per step: the first non-finite step is accumulated
+    on the device (``_mark``), and read (one sync) every ``every`` steps, before every validation, before
+    every checkpoint (``StageCheckpoint`` calls ``check``) and at the end of the stage, where the weights
+    themselves are checked too: a stage never hands non-finite weights to the next one. Raises
+    ``NonFiniteLoss`` naming the step, so a sweep marks the trial failed with the reason. Under DDP the ranks
+    decide together (any rank's verdict stops all of them): one rank stopping alone would leave the others
+    waiting in the next collective. Gradients are checked after DDP's all-reduce, so every rank agrees; with
+    fp16 mixed precision the gradient scaler skips non-finite steps by design and only the loss is watched.
+    """
+
+    WHAT = ("training loss", "gradient norm", "weights")
 
     def __init__(self, every: int = 10):
-        self.every = every
+        self.every = max(1, int(every))
+        self._first: torch.Tensor | None = None  # first bad step (1-based), -1 while all is finite
+        self._code: torch.Tensor | None = None  # index into WHAT
+        self._value: torch.Tensor | None = None  # the loss at that step
+
+    def _mark(self, bad: torch.Tensor, step: int, code: int, value: torch.Tensor | None = None,
+              overrides: int | None = None) -> None:
+        """Record ``step`` as the first bad one when ``bad`` (a 0-d device bool) and none was recorded yet,
+        or when the recorded one is the same step with code ``overrides``. Device ops only: no sync."""
+        if self._first is None or self._first.device != bad.device:
+            self._first = torch.full((), -1, dtype=torch.long, device=bad.device)
+            self._code = torch.zeros((), dtype=torch.long, device=bad.device)
+            self._value = torch.zeros((), dtype=torch.float32, device=bad.device)
+        new = bad & (self._first < 0)
+        if overrides is not None:
+            new = new | (bad & (self._first == step) & (self._code == overrides))
+        self._first = torch.where(new, torch.full_like(self._first, step), self._first)
+        self._code = torch.where(new, torch.full_like(self._code, code), self._code)
+        if value is not None:
+            self._value = torch.where(new, value.detach().float().reshape(()), self._value)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if "16-mixed" in str(getattr(trainer, "precision", "")) and "bf16" not in str(trainer.precision):
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads))
+            self._mark(~torch.isfinite(norms).all(), trainer.global_step + 1, 1)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every:
-            return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        bad = loss is not None and not torch.isfinite(loss.detach()).item()
-        if trainer.strategy.reduce_boolean_decision(bad, all=False):  # any rank's; itself without DDP
-            value = loss.item() if bad else "non-finite on another rank"
-            raise NonFiniteLoss(f"training loss became {value} at step {trainer.global_step}")
+        if loss is not None:  # the loss takes the blame over the gradient of its own step
+            self._mark(~torch.isfinite(loss.detach()), trainer.global_step, 0, loss, overrides=1)
+        if trainer.global_step % self.every == 0:
+            self.check(trainer)
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.check(trainer)
+
+    def on_validation_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or value is None or bool(torch.isfinite(torch.as_tensor(value))):
+            return  # val/loss is synchronised across ranks: every rank decides alike
+        raise NonFiniteLoss(f"validation loss became {float(value)} at step {trainer.global_step}")
+
+    def on_train_end(self, trainer, pl_module):
+        params = [p.detach() for p in pl_module.parameters()]
+        if params:
+            norms = torch.stack(torch._foreach_norm(params))
+            self._mark(~torch.isfinite(norms).all(), trainer.global_step, 2)
+        self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Raise ``NonFiniteLoss`` if any rank saw a non-finite loss, gradient or weight so far (one sync)."""
+        first = int(self._first) if self._first is not None else -1
+        if trainer.strategy.reduce_boolean_decision(first >= 0, all=False):  # any rank's; itself without DDP
+            step = trainer.global_step
+            if first < 0:
+                raise NonFiniteLoss(f"training loss became non-finite on another rank at step {step}")
+            what = self.WHAT[int(self._code)]
+            value = f"{float(self._value)}" if int(self._code) == 0 else "non-finite"
+            later = f" (first non-finite at step {first})" if first != step else ""
+            self._first = None  # reported: a guard reused after the failure starts clean
+            raise NonFiniteLoss(f"{what} became {value} at step {step}{later}")
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class StageCheckpoint(L.Callback):
+    """``last.ckpt`` of a stage, written after every validation, once that validation's scores are recorded.
+
+    The order is what makes resuming exact at any kill point: a checkpoint exists only for a step whose
+    validation (scores, best checkpoints, scores.json) is complete, so a run killed mid-step, mid-validation
+    or between a validation and its checkpoint resumes from the previous checkpoint and takes exactly the steps
+    (and validations) the uninterrupted run took: batches and dropout are functions of the seed and the step.
+    The divergence guard is consulted first (no checkpoint of non-finite weights). Saving is collective under
+    DDP; global rank 0 writes the file atomically (``t5lit.checkpoint.save_trainer_checkpoint``). Place it after
+    the callbacks that record a validation (BestPerTask).
+    """
+
+    def __init__(self, dirpath: str, guard: NonFiniteLossGuard | None = None):
+        self.dirpath, self.guard = dirpath, guard
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.state.fn != "fit":  # not a standalone trainer.validate()
+            return
+        import os
+
+        from t5lit.checkpoint import save_trainer_checkpoint
+
+        if self.guard is not None:
+            self.guard.check(trainer)
+        save_trainer_checkpoint(trainer, os.path.join(self.dirpath, "last.ckpt"))
 
 
 class BestPerTask(L.Callback):
@@ -123,25 +214,6 @@ class BestPerTask(L.Callback):
 
     def load_state_dict(self, state):
         self.history, self.best = state.get("history", {}), state.get("best", {})
-
-    def on_train_start(self, trainer, pl_module):
-        """On resume: a step's checkpoint is written before that step's validation, so the validations of
-        the resumed step live only in ``scores.json``; take them from there (nothing later than the step)."""
-        import json
-        import os
-
-        path, step = os.path.join(self.dirpath, "scores.json"), trainer.global_step
-        if step == 0 or not os.path.exists(path):
-            return
-        with open(path) as f:
-            disk = json.load(f)
-        for key, entries in disk.get("history", {}).items():
-            have = {s for s, _ in self.history.get(key, [])}
-            merged = self.history.get(key, []) + [e for e in entries if e[0] <= step and e[0] not in have]
-            self.history[key] = sorted(merged, key=lambda e: e[0])
-        for task, best in disk.get("best", {}).items():
-            if best["step"] <= step and (task not in self.best or best["score"] > self.best[task]["score"]):
-                self.best[task] = best
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:

@@ -20,11 +20,9 @@ import math
 import os
 from pathlib import Path
 
-import yaml
-
 from t5lit.checks import check_experiment
 from t5lit.evaluator import headline_score, summarize
-from t5lit.io import atomic_write_json, atomic_write_text
+from t5lit.io import atomic_write_json
 from t5lit.schema import Experiment, Stage
 
 
@@ -65,23 +63,22 @@ def _seed(exp: Experiment) -> None:
     L.seed_everything(exp.seed, workers=True, verbose=False)
 
 
-def _trainer(exp: Experiment, stage: Stage, run_dir: Path, max_steps: int, callbacks: list, **kwargs):
+def _trainer(exp: Experiment, stage: Stage, run_dir: Path, max_steps: int, every: int, callbacks: list,
+             before_checkpoint: tuple = (), **kwargs):
+    """The stage's Trainer: validation (and ``last.ckpt`` right after it) every ``every`` steps; the
+    divergence guard; ``before_checkpoint`` callbacks record a validation before it is checkpointed."""
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from t5lit.callbacks import NonFiniteLossGuard, ThroughputMonitor
+    from t5lit.callbacks import NonFiniteLossGuard, StageCheckpoint, ThroughputMonitor
 
+    guard = NonFiniteLossGuard(every=exp.trainer.log_every_n_steps)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version=stage.label, default_hp_metric=False)
-    return L.Trainer(max_steps=max_steps, logger=logger, enable_model_summary=False,
-                     callbacks=[ThroughputMonitor(), NonFiniteLossGuard(), *callbacks], **exp.trainer.kwargs(),
-                     **kwargs)
-
-
-def _checkpointing(stage_dir: Path, every: int):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    return ModelCheckpoint(dirpath=str(stage_dir), filename="step{step}", save_last=True, save_top_k=0,
-                           every_n_train_steps=every, save_on_train_epoch_end=False, auto_insert_metric_name=False)
+    checkpoint = StageCheckpoint(str(run_dir / stage.dir_name), guard)
+    return L.Trainer(max_steps=max_steps, logger=logger, enable_model_summary=False, enable_checkpointing=False,
+                     val_check_interval=min(every, max_steps), check_val_every_n_epoch=None,
+                     callbacks=[ThroughputMonitor(), guard, *before_checkpoint, checkpoint, *callbacks],
+                     **exp.trainer.kwargs(), **kwargs)
 
 
 def _module(exp: Experiment, stage: Stage, init: Path | None):
@@ -128,8 +125,7 @@ def pretrain_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
                               seed=exp.seed, num_workers=p.num_workers)
     _seed(exp)
     module = _module(exp, stage, init)
-    trainer = _trainer(exp, stage, run_dir, p.steps, [_checkpointing(stage_dir, p.checkpoint_every), *callbacks],
-                       val_check_interval=min(p.checkpoint_every, p.steps), check_val_every_n_epoch=None)
+    trainer = _trainer(exp, stage, run_dir, p.steps, p.checkpoint_every, list(callbacks))
     _fit(trainer, module, data, stage_dir)
     _save_final(trainer, stage_dir)
     if trainer.is_global_zero:
@@ -173,8 +169,7 @@ def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
     _seed(exp)
     module = _module(exp, stage, init)
     best = BestPerTask(str(stage_dir), keep_checkpoints=f.keep_best_checkpoints)
-    trainer = _trainer(exp, stage, run_dir, f.steps, [_checkpointing(stage_dir, f.eval_every), best, *callbacks],
-                       val_check_interval=min(f.eval_every, f.steps), check_val_every_n_epoch=None,
+    trainer = _trainer(exp, stage, run_dir, f.steps, f.eval_every, list(callbacks), before_checkpoint=(best,),
                        num_sanity_val_steps=0)
     _fit(trainer, module, data, stage_dir)
     if keep_final:
@@ -216,28 +211,42 @@ def _lengths(exp: Experiment, source: Stage) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ the run
-def run_experiment(cfg, run_dir: str | Path, *, trial=None, callbacks=(), only: list[str] | None = None) -> dict:
+def run_experiment(cfg, run_dir: str | Path, *, trial=None, callbacks=(), only: list[str] | None = None,
+                   restart: bool = False) -> dict:
     """Run (or resume) one experiment in ``run_dir``; returns and writes results.json.
 
-    ``only``: run just these stages (``t5lit fit``); the stages they start from must have run already."""
+    The whole experiment is checked first (nothing is created if it fails); a run directory that holds another
+    config is refused unless ``restart`` (t5lit/rundir.py). ``only``: run just these stages (``t5lit fit``);
+    the stages they start from must have run already. Every attempt is recorded in ``attempts.json``."""
+    from t5lit.rundir import attempt, claim
+
     exp = as_experiment(cfg)
     run_dir = Path(run_dir)
     check_experiment(exp, run_dir)  # before anything is created
     plan = exp.plan()
     if only is not None:
         _check_only(plan, only, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     lead = _is_global_zero()  # with DDP every rank runs this function; rank 0 writes the run's files
-    if lead:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    claim(run_dir, exp, restart=restart, lead=lead)
     setup_runtime(exp)
     callbacks = list(callbacks)
     if trial is not None:
         from t5lit.callbacks import OptunaPruningCallback
 
         callbacks.append(OptunaPruningCallback(trial, monitor="val/loss"))
+    with attempt(run_dir, lead=lead, what="run" if only is None else "stages " + ", ".join(only)):
+        states = _run_stages(exp, plan, run_dir, callbacks, only)
+        if only is not None:
+            return {"name": exp.name, "status": "complete", "stages": list(only)}
+        results = collect_results(exp, plan, states)
+        if lead:
+            _log_hparams(exp, results, run_dir)
+            atomic_write_json(run_dir / "results.json", results)
+    return results
+
+
+def _run_stages(exp: Experiment, plan: list[Stage], run_dir: Path, callbacks: list, only) -> dict[str, dict]:
     starts_from = {s.init for s in plan if s.init}
-    finals: dict[str, Path] = {}
     states: dict[str, dict] = {}
     by_name = {s.name: s for s in plan}
     for stage in plan:
@@ -245,19 +254,13 @@ def run_experiment(cfg, run_dir: str | Path, *, trial=None, callbacks=(), only: 
         if only is not None and stage.name not in only:
             continue
         if stage.kind == "pretrain":
-            finals[stage.name] = pretrain_stage(exp, stage, run_dir, init, callbacks)
+            pretrain_stage(exp, stage, run_dir, init, callbacks)
         elif stage.kind == "finetune":
             states[stage.name] = finetune_stage(exp, stage, run_dir, init, callbacks,
                                                 keep_final=stage.name in starts_from)
         else:
             states[stage.name] = evaluate_stage(exp, stage, run_dir, by_name[stage.init])
-    if only is not None:
-        return {"name": exp.name, "status": "complete", "stages": list(only)}
-    results = collect_results(exp, plan, states)
-    if lead:
-        _log_hparams(exp, results, run_dir)
-        atomic_write_json(run_dir / "results.json", results)
-    return results
+    return states
 
 
 def _check_only(plan: list[Stage], only: list[str], run_dir: Path) -> None:
@@ -332,13 +335,13 @@ def _log_hparams(exp: Experiment, results: dict, run_dir: Path) -> None:
         w.add_hparams(_flatten(exp.to_dict()), metrics, run_name=".")
 
 
-def run_cli(path: str, overrides: list[str], run_dir: str | None) -> dict:
-    """``t5lit run FILE [k=v ...] [--run-dir DIR]``: prints the summary table at the end."""
+def run_cli(path: str, overrides: list[str], run_dir: str | None, restart: bool = False) -> dict:
+    """``t5lit run FILE [k=v ...] [--run-dir DIR] [--restart]``: prints the summary table at the end."""
     from t5lit.experiment import parse_cli_overrides, resolve_experiment
 
     exp = resolve_experiment(path, parse_cli_overrides(overrides))
     out = Path(run_dir) if run_dir else Path("runs") / exp.name
-    results = run_experiment(exp, out)
+    results = run_experiment(exp, out, restart=restart)
     if not _is_global_zero():
         return results
     print(f"results: {out / 'results.json'}")
