@@ -21,6 +21,8 @@ hyper-parameters beside the weights, so reading needs ``weights_only=False``: lo
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,24 +38,60 @@ MODEL_PREFIX = "model."  # T5LitModule keeps the model as ``self.model``
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The contents of a t5lit Lightning checkpoint, on CPU. A missing, unreadable (truncated, corrupt) or
-    foreign file (no ``hyper_parameters["model_config"]`` or no ``state_dict``) is a one-line ConfigError."""
+    """The contents of a t5lit Lightning checkpoint, on CPU. A missing, empty, unreadable (truncated, corrupt)
+    or foreign file (no ``hyper_parameters["model_config"]`` or no ``state_dict``), a model config that is not
+    valid, and weights that do not fit their own model config are each a one-line ConfigError."""
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not a .ckpt file" if path.is_dir() else "not found"
         raise ConfigError(f"checkpoint {what}: {path}")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"checkpoint {path} is empty (0 bytes); {_VALID}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # say which file and why in one line, not the unpickler's internals
         reason = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:200]
-        raise ConfigError(f"cannot read checkpoint {path} (truncated or not a checkpoint?): "
-                          f"{type(err).__name__}: {reason}") from None
+        raise ConfigError(f"cannot read checkpoint {path} ({type(err).__name__}: {reason}): it is truncated or "
+                          f"not a checkpoint; {_VALID}") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, Mapping) or hparams.get("model_config") is None:
-        raise ConfigError(f"{path} is not a t5lit checkpoint (no model_config in its hyper_parameters)")
+        raise ConfigError(f"{path} is not a t5lit checkpoint (no model_config in its hyper_parameters); {_VALID}")
     if not isinstance(ckpt.get("state_dict"), Mapping):
-        raise ConfigError(f"{path} is not a t5lit checkpoint (no state_dict)")
+        raise ConfigError(f"{path} is not a t5lit checkpoint (no state_dict); {_VALID}")
+    try:
+        cfg = ModelConfig.from_dict(model_config(ckpt))
+    except (ConfigError, TypeError, ValueError, KeyError, AssertionError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
+        raise ConfigError(f"{path}: its model_config is not valid ({reason}); the file was written by another "
+                          "program or version") from None
+    problems = weight_problems(_shapes_of(cfg), model_weights(ckpt))
+    if problems:
+        raise ConfigError(f"{path}: its weights do not fit its own model config ({cfg.arch}, d_model "
+                          f"{cfg.d_model}): {problems}; the file is damaged or was not written by t5lit")
     return ckpt
+
+
+_VALID = "expected a .ckpt written by t5lit run or t5lit fit (e.g. runs/<name>/pretrain/final.ckpt)"
+
+
+def _shapes_of(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the weights of a model of ``cfg`` (built on the meta device: no memory, no time)."""
+    from t5lit.model.architectures import build_model
+
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+
+
+def weight_problems(own: Mapping[str, tuple[int, ...]], weights: Mapping[str, Any]) -> str:
+    """What keeps ``weights`` from loading into a model whose weights have the names and shapes ``own``, in
+    one line (empty when they fit): missing and unexpected names, and shapes that differ (three of each)."""
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(getattr(weights[k], 'shape', ()))} vs {tuple(v)}" for k, v in own.items()
+              if k in weights and (not isinstance(weights[k], torch.Tensor) or tuple(weights[k].shape) != tuple(v))]
+    return "; ".join(f"{name} {items[:3]}" + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+                     for name, items in (("missing", missing), ("unexpected", unexpected), ("shapes", shapes))
+                     if items)
 
 
 def model_config(ckpt: Mapping[str, Any]) -> dict:
@@ -73,16 +111,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Copy the model weights of the t5lit checkpoint ``path`` into ``model`` (e.g. fine-tuning from a
     pre-trained run). Names and shapes must match exactly; else a one-line ConfigError names the differences."""
     weights = model_weights(read_checkpoint(path))
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in weights and weights[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        problems = [f"{name} {items[:3]}" + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
-                    for name, items in (("missing", missing), ("unexpected", unexpected), ("shapes", shapes))
-                    if items]
-        raise ConfigError(f"the weights of {path} do not fit this model: {'; '.join(problems)} "
+    problems = weight_problems({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
+    if problems:
+        raise ConfigError(f"the weights of {path} do not fit this model: {problems} "
                           "(the checkpoint's model config differs: check preset/arch/model overrides)")
     model.load_state_dict(weights, strict=True)
 
@@ -109,11 +140,47 @@ def save_hf(weights: Mapping[str, torch.Tensor], config: ModelConfig | Mapping[s
     from t5lit.model.hf import hf_model_from_state_dict
 
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(dict(config))
+    out = Path(out_dir).expanduser()
+    check_output_dir(out, "Hugging Face output")
     hf = hf_model_from_state_dict(weights, cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out)
+    # Written into a temporary folder beside ``out``, then moved there: an error leaves no half-written model.
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        stage.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder gets a folder's usual mode
+    except OSError as err:
+        raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
+    try:
+        hf.save_pretrained(stage)
+        if out.exists():
+            for item in stage.iterdir():
+                os.replace(item, out / item.name)
+            stage.rmdir()
+        else:
+            os.replace(stage, out)
+    except OSError as err:
+        raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
     return out
+
+
+def check_output_dir(path: Path, what: str) -> None:
+    """A one-line ConfigError unless ``path`` is a directory or can be made as one (its nearest existing
+    parent is a writable directory)."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a directory; give a directory to write")
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{what} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: the directory {probe} is not writable")
 
 
 def export_hf(model: nn.Module, cfg: ModelConfig, out_dir: str | os.PathLike) -> Path:

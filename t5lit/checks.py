@@ -7,7 +7,8 @@ at the world or at several sections together, for every stage of the plan, befor
 - each pre-training stage's corpus and its local files; its objective on the vocabulary at its lengths (a
   few examples are made from synthetic chunks, so an objective needing more sentinels than the vocabulary
   has, or one breaking its own length budget, fails here and not hours in); the architecture's features;
-- each fine-tuning or evaluate stage's tasks, and the official files its ``data_dir`` must hold;
+- each fine-tuning or evaluate stage's tasks, and the official files its ``data_dir`` must hold, read whole (a
+  label out of range or a truncated line fails here, naming its file and line);
 - the trainer's accelerator exists, and the run directory can be created.
 
 Nothing is written: an experiment that fails its checks leaves no trace on disk.
@@ -122,6 +123,7 @@ def _check_tasks(stage: Stage, data_dir, data_dirs: dict, splits: tuple[str, ...
                     if not path.is_file():
                         raise ConfigError(f"task {task.name}: data file not found: {path} (data_dir must hold "
                                           f"{task.source.layout})")
+                task.load(split, folder)  # read whole: a broken line fails now, not after pre-training
 
 
 def _check_lengths(arch: str, inputs_length: int, targets_length: int) -> None:

@@ -17,11 +17,35 @@ line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from t5lit.registry import ConfigError
 
 LIST_KINDS = ("presets", "architectures", "objectives", "tasks", "mixtures", "corpora")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (``t5lit: error: <what>; see <command> --help``, exit code 2) instead of
+    the usage block; ``add_subparsers`` makes its subcommands' parsers of this class too."""
+
+    def error(self, message: str):
+        required = "the following arguments are required: "
+        if message.startswith(required):  # argparse names dests; say what is missing and what is valid
+            missing = message[len(required):].split(", ")
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and action.dest in missing:
+                    usage_error(self.prog, f"{self.prog} needs a command: {', '.join(action.choices)}")
+                if not action.option_strings and action.nargs in ("*", "?") and action.dest in missing:
+                    missing.remove(action.dest)  # an optional positional is never what is missing
+            message = required + ", ".join(missing)
+        usage_error(self.prog, message)
+
+
+def usage_error(prog: str, message: str):
+    """A command-line mistake: one line on stderr, exit code 2."""
+    print(f"t5lit: error: {' '.join(message.split())}; see {prog} --help", file=sys.stderr)
+    sys.exit(2)
 
 
 def list_main(kind: str) -> None:
@@ -121,7 +145,7 @@ def fit_main(args: list[str]) -> None:
     from t5lit.experiment import parse_cli_overrides, resolve_experiment
     from t5lit.pipeline import run_experiment
 
-    p = argparse.ArgumentParser(prog="t5lit fit", description="Run one stage of an experiment (default: its first, "
+    p = ArgumentParser(prog="t5lit fit", description="Run one stage of an experiment (default: its first, "
                                 "usually pre-training). Flags --section.key VALUE change the experiment; "
                                 "--trainer.max_steps N and --trainer.val_check_interval N set the stage's "
                                 "steps and checkpoint interval, --trainer.default_root_dir DIR the run directory.")
@@ -129,6 +153,8 @@ def fit_main(args: list[str]) -> None:
     p.add_argument("--stage", default=None, help="the stage to run (default: the first of the plan)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/<name>); reuse it to resume")
     p.add_argument("--print_config", action="store_true", help="print the resolved experiment and exit")
+    p.add_argument("--restart", action="store_true",
+                   help="the run directory holds another config: move that run aside and start again")
     ns, rest = p.parse_known_args(args)
     flags: list[str] = []
     i = 0
@@ -166,7 +192,7 @@ def fit_main(args: list[str]) -> None:
         print(yaml.safe_dump(exp.to_dict(), sort_keys=False), end="")
         return
     out = Path(run_dir) if run_dir else Path("runs") / exp.name
-    run_experiment(exp, out, only=[stage.name])
+    run_experiment(exp, out, only=[stage.name], restart=ns.restart)
     print(f"stage {stage.name!r} done: {out / stage.dir_name}")
 
 
@@ -216,7 +242,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 # ------------------------------------------------------------------------------------------ the parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="t5lit", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(prog="t5lit", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("fit", help="one stage of an experiment (see `t5lit fit --help`)", add_help=False)
     s = sub.add_parser("list", help="list the names a config may use")
@@ -226,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="an experiment YAML, e.g. experiments/quickstart.yaml")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=100 (values are YAML)")
     s.add_argument("--run-dir", default=None, help="run directory (default runs/<name>); reuse it to resume")
+    s.add_argument("--restart", action="store_true",
+                   help="the run directory holds another config: move that run aside and start again")
 
     s = sub.add_parser("check", help="check an experiment or every row of a sweep; print the resolved config")
     s.add_argument("path", help="an experiment or sweep YAML file")
@@ -244,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs/sweeps", help="where run directories and the journal go")
     r.add_argument("--retry-failed", action="store_true", help="give failed rows another attempt")
     r = ss.add_parser("report", help="the paper-style table, CSV, plots and TensorBoard text")
+    r.add_argument("sweep", nargs="?", default=None, help="the sweep YAML file (or give --study)")
+    r.add_argument("--study", default=None, help="the study name, when no sweep file is given")
+    r.add_argument("--storage", default=None, help="the storage URL the sweep ran with (default: its journal)")
+    r.add_argument("--out", default="runs/sweeps", help="the --out the sweep ran with")
+    r = ss.add_parser("status", help="each row's state, attempts and last error")
     r.add_argument("sweep", nargs="?", default=None, help="the sweep YAML file (or give --study)")
     r.add_argument("--study", default=None, help="the study name, when no sweep file is given")
     r.add_argument("--storage", default=None, help="the storage URL the sweep ran with (default: its journal)")
@@ -309,13 +342,15 @@ def dispatch(argv: list[str]) -> None:
         more = [e for e in extra if "=" in e and not e.startswith("-")]
         ns.overrides, extra = ns.overrides + more, [e for e in extra if e not in more]
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        sub = getattr(ns, f"{ns.command.replace('-', '_')}_command", None)  # sweep run, vocab train, ...
+        usage_error(" ".join(["t5lit", ns.command] + ([sub] if sub else [])),
+                    f"unrecognized arguments: {' '.join(extra)}")
     if ns.command == "list":
         list_main(ns.kind)
     elif ns.command == "run":
         from t5lit.pipeline import run_cli
 
-        run_cli(ns.experiment, ns.overrides, ns.run_dir)
+        run_cli(ns.experiment, ns.overrides, ns.run_dir, **({"restart": True} if ns.restart else {}))
     elif ns.command == "check":
         check_main(ns.path, ns.overrides, ns.run_dir)
     elif ns.command == "sweep":
@@ -343,10 +378,12 @@ def dispatch(argv: list[str]) -> None:
 
 
 def sweep_main(ns) -> None:
-    from t5lit.sweep import report_cli, run_cli
+    from t5lit.sweep import report_cli, run_cli, status_cli
 
     if ns.sweep_command == "run":
         run_cli(ns)
+    elif ns.sweep_command == "status":
+        status_cli(ns)
     else:
         report_cli(ns)
 
@@ -356,8 +393,33 @@ def main(argv: list[str] | None = None) -> None:
     try:
         dispatch(argv)
     except ConfigError as err:
-        print(f"t5lit: error: {err}", file=sys.stderr)
+        print(f"t5lit: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT_ERRNOS:
+            _internal_error(err, argv)
+        where = f": {err.filename}" if err.filename else ""
+        print(f"t5lit: error: {err.strerror}{where}; free space or fix the permissions, then run the same command "
+              "again", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - not a user's mistake: the traceback, then one line saying so
+        _internal_error(err, argv)
+
+
+# A full disk, a read-only filesystem, missing permissions: the machine's state, not a bug in t5lit.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+
+
+def _internal_error(err: BaseException, argv: list[str]):
+    """An unexpected exception: its traceback as usual, then one last line saying it is a bug; exit code 1."""
+    import shlex
+    import traceback
+
+    traceback.print_exception(err)
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    print(f"t5lit: internal error: {type(err).__name__}: {first} -- this is a bug in t5lit; please report it "
+          f"with the traceback above and the command: t5lit {shlex.join(argv)}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

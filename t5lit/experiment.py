@@ -90,16 +90,17 @@ def read_yaml(path: str | Path, kind: str = "experiment") -> dict:
     if not path.is_file():
         raise ConfigError(f"{kind} file not found: {path}")
     try:
-        data = yaml_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml_load(text) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{kind} {path}: not a UTF-8 text file") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        mark = getattr(err, "problem_mark", None)  # at the end of the file it points one line past the last
+        where = f"{path}:{min(mark.line + 1, max(1, len(text.splitlines())))}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{kind} {where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{kind} {path}: a {kind} file must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{kind} {path}: the file must be a mapping of keys to values, got {type(data).__name__}")
     return data
 
 

@@ -53,6 +53,18 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser()
 
 
+def check_cache_dir(folder: Path) -> None:
+    """Make ``folder`` (under the cache root); a place where it cannot be is a one-line ConfigError naming it
+    and ``$T5LIT_CACHE``, instead of an OSError from deep inside a build."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the cache folder {folder} ({err.strerror or err}); set T5LIT_CACHE "
+                          "to a writable directory") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"the cache folder {folder} is not writable; set T5LIT_CACHE to a writable directory")
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size < 2**16 else np.dtype(np.int32)
 
@@ -145,6 +157,7 @@ def token_cache(corpus: str, split: str, vocab: VocabularyLike, *, cache_dir: st
     cached = _read_cache(bin_path, meta_path)
     if cached is not None:
         return cached
+    check_cache_dir(base.parent)
     with file_lock(base):
         cached = _read_cache(bin_path, meta_path)
         if cached is not None:
@@ -157,8 +170,12 @@ def _read_cache(bin_path: Path, meta_path: Path) -> TokenArray | None:
     """The cache when whole (metadata present and the array of its stated size), else None."""
     if not meta_path.is_file() or not bin_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
-    if bin_path.stat().st_size != int(meta["num_tokens"]) * np.dtype(meta["dtype"]).itemsize:
+    try:
+        meta = json.loads(meta_path.read_text())
+        size = int(meta["num_tokens"]) * np.dtype(meta["dtype"]).itemsize
+    except (OSError, ValueError, KeyError, TypeError):  # damaged metadata (a copy cut short): built again
+        return None
+    if bin_path.stat().st_size != size:
         return None
     return TokenArray.open(bin_path, meta)
 

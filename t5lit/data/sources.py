@@ -380,6 +380,8 @@ def expand_paths(paths) -> list[str]:
             if not matches:
                 raise ConfigError(f"no files match {p!r}")
             out.extend(matches)
+        elif os.path.isdir(p):
+            raise ConfigError(f"{p} is a directory; give its files (e.g. '{os.path.join(p, '*.txt')}')")
         elif not os.path.isfile(p):
             raise ConfigError(f"file not found: {p}")
         else:
@@ -387,9 +389,16 @@ def expand_paths(paths) -> list[str]:
     return [p for p in out if _file_format(p)]  # an unsupported extension fails before any reading
 
 
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read corpus file {path}: {err.strerror or err}") from None
+
+
 def _txt_documents(path: str, stats: SourceStats) -> Iterator[str]:
     """One document per block of text separated by blank lines."""
-    text, bad = decode_utf8(Path(path).read_bytes())
+    text, bad = decode_utf8(_read_bytes(path))
     stats.replaced_bytes += bad
     _warn_replaced(path, bad)
     block: list[str] = []
@@ -403,38 +412,78 @@ def _txt_documents(path: str, stats: SourceStats) -> Iterator[str]:
         yield "\n".join(block)
 
 
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _jsonl_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw line)`` of a ``.jsonl`` or gzipped file; a damaged gzip stream is a one-line error
+    naming the file and the last whole line read."""
+    import zlib
+
+    number = 0
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                yield number, raw
+    except EOFError:
+        raise ConfigError(f"{path}: truncated gzip file: it ends after line {number}, before its end-of-stream "
+                          "marker; re-download or re-compress it") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        where = f" after line {number}" if number else ""
+        raise ConfigError(f"{path}: not a valid gzip file{where} ({err}); a .gz corpus file must be gzip-compressed "
+                          "JSON lines") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read corpus file {path}: {err.strerror or err}") from None
+
+
 def _jsonl_documents(path: str, stats: SourceStats, text_field: str) -> Iterator[str]:
     bad_total = 0
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            line, bad = decode_utf8(raw)
-            bad_total += bad
-            stats.replaced_bytes += bad
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-            if not isinstance(record, dict) or text_field not in record:
-                fields = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
-                raise ConfigError(f"{path}:{number}: no field {text_field!r} (has: {fields})")
-            yield record[text_field]
+    for number, raw in _jsonl_lines(path):
+        line, bad = decode_utf8(raw)
+        bad_total += bad
+        stats.replaced_bytes += bad
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{number}: not a JSON line ({err.msg}: column {err.colno}); each line "
+                              f"must be one JSON object with a {text_field!r} field") from None
+        if not isinstance(record, dict) or text_field not in record:
+            fields = ", ".join(sorted(record)) if isinstance(record, dict) else f"a JSON {_json_type(record)}"
+            raise ConfigError(f"{path}:{number}: no field {text_field!r} (has: {fields})")
+        text = record[text_field]
+        if not isinstance(text, str):
+            raise ConfigError(f"{path}:{number}: field {text_field!r} must be a string, got a JSON {_json_type(text)}")
+        yield text
     _warn_replaced(path, bad_total)
 
 
 def _parquet_documents(path: str, text_field: str) -> Iterator[str]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"{path}: not a readable Parquet file ({first})") from None
     columns = parquet.schema_arrow.names
     if text_field not in columns:
         raise ConfigError(f"{path}: no column {text_field!r} (has: {', '.join(columns)})")
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
-        for text in batch.column(0).to_pylist():
-            if text is not None:
-                yield text
+    kind = parquet.schema_arrow.field(text_field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise ConfigError(f"{path}: column {text_field!r} must hold strings, has {kind}")
+    try:
+        for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
+            for text in batch.column(0).to_pylist():
+                if text is not None:
+                    yield text
+    except (pa.ArrowException, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"{path}: damaged Parquet file ({first})") from None
 
 
 def _warn_replaced(path: str, count: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from t5lit.data.cache import cache_root
+from t5lit.data.cache import cache_root, check_cache_dir
 from t5lit.io import atomic_write_bytes, file_lock
 from t5lit.registry import ConfigError
 
@@ -44,17 +44,28 @@ class Vocabulary:
 
     def __init__(self, path: str | os.PathLike, num_extra_ids: int = DEFAULT_EXTRA_IDS):
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"vocabulary {path} is a directory, not a SentencePiece .model file")
         if not path.is_file():
             raise ConfigError(f"vocabulary file not found: {path}")
         if not isinstance(num_extra_ids, int) or num_extra_ids < 0:
             raise ConfigError(f"num_extra_ids must be an integer >= 0, got {num_extra_ids!r}")
         self.model_path = str(path)
         self.num_extra_ids = num_extra_ids
-        self._load(path.read_bytes())
+        try:
+            proto = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"cannot read vocabulary {path}: {err.strerror or err}") from None
+        self._load(proto)
 
     def _load(self, proto: bytes) -> None:
         self._proto = proto
-        self._sp = spm.SentencePieceProcessor(model_proto=proto)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=proto)
+        except Exception:  # noqa: BLE001 - SentencePiece raises RuntimeError or OSError on a bad proto
+            raise ConfigError(f"vocabulary {self.model_path} is not a SentencePiece model (it does not parse as "
+                              "one); use 'builtin', 'builtin:<pieces>' or a .model file written by `t5lit vocab "
+                              "train` or SentencePiece") from None
         ids = (self._sp.pad_id(), self._sp.eos_id(), self._sp.unk_id())
         if ids != (PAD_ID, EOS_ID, UNK_ID):
             raise ConfigError(f"SentencePiece model {self.model_path} has pad/eos/unk ids {ids[0]}/{ids[1]}/{ids[2]};"
@@ -190,20 +201,57 @@ def train_vocabulary(documents: Iterable[str], size: int, out_path: str | os.Pat
     """
     if not isinstance(size, int) or size < 1:
         raise ConfigError(f"vocabulary size must be a positive integer, got {size!r}")
+    out_path = Path(out_path)
+    check_output_file(out_path, "vocabulary")  # before hours of reading: nothing is written on any error
+    # Read first (bounded by max_characters): a corpus error is then a one-line ConfigError, not an exception
+    # re-raised from inside SentencePiece's C++ trainer.
+    lines = list(_training_lines(documents, max_characters))
+    if not lines:
+        raise ConfigError("the corpus gave no text to train a vocabulary on (every document is empty)")
     model = io.BytesIO()
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_training_lines(documents, max_characters), model_writer=model, vocab_size=size,
+            sentence_iterator=iter(lines), model_writer=model, vocab_size=size,
             model_type="unigram", pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1, byte_fallback=True,
             character_coverage=0.9999, num_threads=1, shuffle_input_sentence=False,
             max_sentence_length=4 * _MAX_LINE_CHARACTERS + 16, minloglevel=2,
         )
-    except RuntimeError as err:  # e.g. "Vocabulary size is smaller than required_chars"
-        message = str(err).strip().splitlines()[-1]
-        raise ConfigError(f"training a {size}-piece vocabulary failed: {message}") from None
-    atomic_write_bytes(Path(out_path), model.getvalue())
+    except RuntimeError as err:
+        raise ConfigError(_training_error(str(err), size)) from None
+    try:
+        atomic_write_bytes(out_path, model.getvalue())
+    except OSError as err:
+        raise ConfigError(f"cannot write the vocabulary {out_path}: {err.strerror or err}") from None
     return Vocabulary(out_path, num_extra_ids=num_extra_ids)
+
+
+def _training_error(message: str, size: int) -> str:
+    """SentencePiece's trainer error as one line in t5lit's terms (its own advice names its own flags)."""
+    text = " ".join(message.split())
+    if m := re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", text):
+        return (f"training a {size}-piece vocabulary failed: this corpus has room for at most {m.group(2)} "
+                "pieces; lower the size or give more text")
+    if m := re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", text):
+        return (f"training a {size}-piece vocabulary failed: this corpus needs at least {m.group(2)} pieces "
+                "(256 byte pieces, the special ids and the corpus's characters)")
+    text = re.sub(r"^(INTERNAL: )?\S+\(\d+\) \[.*?\] ", "", text)[:300]
+    return f"training a {size}-piece vocabulary failed: {text}"
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """A one-line ConfigError unless ``path`` can be written as a file: not a directory, and its nearest
+    existing parent a writable directory."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{what} output {path} is a directory; give a file path such as {path / 'spiece.model'}")
+    probe = path.absolute().parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{what} output {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} output {path}: the directory {probe} is not writable")
 
 
 def builtin_vocabulary_path(size: int = 1000, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -218,6 +266,7 @@ def default_vocabulary(cache_dir: str | os.PathLike | None = None, size: int = 1
     A file lock makes concurrent processes train it once; the others wait and load it."""
     path = builtin_vocabulary_path(size, cache_dir)
     if not path.is_file():
+        check_cache_dir(path.parent)
         with file_lock(path):
             if not path.is_file():  # another process may have written it while we waited
                 from t5lit.data.sources import iter_documents
@@ -240,6 +289,8 @@ def load_vocabulary(spec: str | os.PathLike | Vocabulary, cache_dir: str | os.Pa
                               "or a SentencePiece .model path")
         return default_vocabulary(cache_dir, size=int(size))
     path = Path(text).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"vocabulary {path} is a directory, not a SentencePiece .model file")
     if not path.is_file():
         raise ConfigError(f"vocabulary file not found: {path} (use 'builtin', 'builtin:<pieces>' or a "
                           "SentencePiece .model path)")

@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from t5lit import metrics as M
-from t5lit.data.tasks.base import Example, Source, Task, load_hub, read_jsonl, register_task, text_postprocessor
+from t5lit.data.tasks.base import (
+    Example,
+    Source,
+    Task,
+    load_hub,
+    read_jsonl_records,
+    register_task,
+    require_field,
+    text_postprocessor,
+)
 
 
 def summarize_formatter(example: Example) -> dict[str, str]:
@@ -22,7 +31,12 @@ def summarize_formatter(example: Example) -> dict[str, str]:
 def _load(data_dir: Path | None, split: str) -> list[Example]:
     if data_dir is None:
         return load_hub("abisee/cnn_dailymail", "3.0.0", split)
-    return read_jsonl(data_dir / f"{split}.jsonl")
+    path = data_dir / f"{split}.jsonl"
+    records = read_jsonl_records(path)
+    for line, record in records:  # both fields are text: a record without one is an error naming its line
+        require_field(record, "article", f"{path}:{line}")
+        require_field(record, "highlights", f"{path}:{line}")
+    return [record for _, record in records]
 
 
 register_task(Task(

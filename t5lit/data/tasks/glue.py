@@ -38,7 +38,7 @@ from t5lit.data.tasks.base import (
     interleave,
     label_postprocessor,
     load_hub,
-    read_tsv,
+    read_tsv_rows,
     register_task,
 )
 from t5lit.registry import ConfigError
@@ -87,24 +87,43 @@ FILE_STEMS = {"train": "train", "validation": "dev", "test": "test"}
 
 
 def _parse_label(spec: GlueSpec, value: str, where: str):
-    try:
-        if spec.label_type == "float":
-            return float(value)
-        if spec.label_type == "name":
-            return spec.label_names.index(value)
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{where}: unexpected label {value!r} for GLUE {spec.name}") from None
+    """The label of one row: a class id (from a 0/1 column or a label name) or STS-B's float score."""
+    if spec.label_type == "float":
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        if not 0.0 <= score <= 5.0:  # nan fails too
+            raise ConfigError(f"{where}: label {value!r} of GLUE {spec.name} must be a number from 0 to 5")
+        return score
+    if spec.label_type == "name":
+        if value not in spec.label_names:
+            raise ConfigError(f"{where}: unexpected label {value!r} for GLUE {spec.name}; valid: "
+                              f"{', '.join(spec.label_names)}")
+        return spec.label_names.index(value)
+    valid = ", ".join(f"{i} ({name})" for i, name in enumerate(spec.label_names))
+    if not value.strip().lstrip("-").isdigit() or not 0 <= int(value) < len(spec.label_names):
+        raise ConfigError(f"{where}: unexpected label {value!r} for GLUE {spec.name}; valid: {valid}")
+    return int(value)
 
 
 def read_glue_file(spec: GlueSpec, path: Path) -> list[Example]:
-    """The examples of one official GLUE TSV file, with the hub's field names (``label`` -1 when absent)."""
+    """The examples of one official GLUE TSV file, with the hub's field names (``label`` -1 when absent).
+
+    Errors name the file and line (the header is line 1): a missing column, a short row, a label outside the
+    task's labels (``RTE/dev.tsv:3: unexpected label 'maybe' for GLUE rte; valid: entailment, not_entailment``).
+    """
     unlabelled = path.stem.startswith("test")
-    rows = read_tsv(path, header=None if unlabelled else spec.header)
+    header, rows = read_tsv_rows(path, header=None if unlabelled else spec.header)
+    needed = list(spec.columns.values()) + ([] if unlabelled else [spec.label_column])
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ConfigError(f"{path}:1: no column {missing[0]!r} in the header ({', '.join(header)}); GLUE "
+                          f"{spec.name}'s {path.name} has the columns {', '.join(dict.fromkeys(needed))}")
     out = []
-    for i, row in enumerate(rows):
+    for i, (line, row) in enumerate(rows):
         ex: Example = {field: row[col] for field, col in spec.columns.items()}
-        ex["label"] = -1 if unlabelled else _parse_label(spec, row[spec.label_column], f"{path}:{i + 1}")
+        ex["label"] = -1 if unlabelled else _parse_label(spec, row[spec.label_column], f"{path}:{line}")
         ex["idx"] = i
         out.append(ex)
     return out

@@ -14,12 +14,20 @@ test split.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from t5lit import metrics as M
-from t5lit.data.tasks.base import Example, Source, Task, expect_file, load_hub, register_task, text_postprocessor
+from t5lit.data.tasks.base import (
+    Example,
+    Source,
+    Task,
+    load_hub,
+    read_json,
+    register_task,
+    require_field,
+    text_postprocessor,
+)
 
 FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
 
@@ -31,18 +39,27 @@ def pad_punctuation(text: str) -> str:
 
 
 def read_squad_file(path: Path) -> list[Example]:
-    """The official nested JSON -> one hub-style row per question."""
-    with open(expect_file(path), encoding="utf-8") as f:
-        data = json.load(f)["data"]
+    """The official nested JSON -> one hub-style row per question. Invalid JSON is an error naming its line
+    and column; a missing or mistyped field, the path of the record (``data[0].paragraphs[2].qas[1]``)."""
+    top = read_json(path)
+    data = require_field(top, "data", f"{path}: the top level", list)
     rows = []
-    for article in data:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                answers = qa.get("answers", [])
-                rows.append({"id": qa["id"], "title": article.get("title", ""), "context": paragraph["context"],
-                             "question": qa["question"],
-                             "answers": {"text": [a["text"] for a in answers],
-                                         "answer_start": [a["answer_start"] for a in answers]}})
+    for a, article in enumerate(data):
+        where = f"{path}: data[{a}]"
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for p, paragraph in enumerate(require_field(article, "paragraphs", where, list)):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = require_field(paragraph, "context", where)
+            for q, qa in enumerate(require_field(paragraph, "qas", where, list)):
+                where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}]"
+                question, qid = require_field(qa, "question", where), require_field(qa, "id", where, (str, int))
+                answers = require_field(qa, "answers", where, list) if "answers" in qa else []
+                for n, answer in enumerate(answers):
+                    require_field(answer, "text", f"{where}.answers[{n}]")
+                    require_field(answer, "answer_start", f"{where}.answers[{n}]", int)
+                rows.append({"id": qid, "title": title, "context": context, "question": question,
+                             "answers": {"text": [x["text"] for x in answers],
+                                         "answer_start": [x["answer_start"] for x in answers]}})
     return rows
 
 

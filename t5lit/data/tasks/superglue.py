@@ -14,7 +14,8 @@ Each input starts with the task name (``"boolq passage: ..."``), except WSC's ``
 MultiRC drops ``<br>`` and ``<b>`` markup; ReCoRD trains on one example per gold answer (its ``validation``
 keeps one example per query, scored against every answer) and turns ``@highlight`` lines into sentences;
 WSC ("wsc_simple") predicts the referent's text, trains only on examples whose candidate is the correct
-referent, and is scored by whether the prediction names the candidate, compared with the label.
+referent, and is scored by whether the prediction names the candidate, compared with the label (a prediction
+that names nothing is wrong either way).
 
 Sources: the hub's ``aps/super_glue`` (WSC: ``wsc.fixed``), or with ``data_dir`` the official layout
 ``<data_dir>/<Task>/{train,val,test}.jsonl`` with Task in BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC, WSC;
@@ -23,6 +24,7 @@ the official nested MultiRC / ReCoRD records are flattened to the hub's rows.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import partial
 from pathlib import Path
@@ -34,13 +36,16 @@ from t5lit.data.tasks.base import (
     Task,
     classification_formatter,
     join_fields,
+    json_type,
     label_postprocessor,
     label_text,
     load_hub,
-    read_jsonl,
+    read_jsonl_records,
     register_task,
+    require_field,
     text_postprocessor,
 )
+from t5lit.registry import ConfigError
 
 HUB_PATH = "aps/super_glue"
 FILE_STEMS = {"train": "train", "validation": "val", "test": "test"}
@@ -58,51 +63,103 @@ KEYS = {"boolq": ("passage", "question"), "cb": ("hypothesis", "premise"), "rte"
 
 
 # ------------------------------------------------------------------------------------- official files
-def _label_id(value, label_names: tuple[str, ...]) -> int:
-    """Official labels are bools, ints or label names; absent (test) -> -1."""
-    if value is None:
+def _label_id(value, label_names: tuple[str, ...], where: str = "label") -> int:
+    """Official labels are bools, ints or label names; absent (test) or -1 -> -1. Anything else is a one-line
+    error naming ``where`` (``file:line``) and the valid labels."""
+    if value is None or (type(value) is int and value == -1):
         return -1
-    if isinstance(value, bool):
+    if label_names == BOOL and isinstance(value, bool):
         return int(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and value in label_names:
         return label_names.index(value)
-    return int(value)
+    if type(value) is int and 0 <= value < len(label_names):
+        return value
+    valid = f"{', '.join(label_names)} or 0..{len(label_names) - 1}" + (" or true/false" if label_names == BOOL else "")
+    raise ConfigError(f"{where}: unexpected label {json.dumps(value)}; valid: {valid}")
 
 
-def _flatten_multirc(record: Example) -> list[Example]:
+def _at(loc: str, path: str) -> str:
+    """``file:line`` and the path of a value inside its record: ``val.jsonl:3: passage.questions[0]``."""
+    return f"{loc}: {path}" if path else loc
+
+
+def _objects(record: Example, key: str, loc: str, path: str) -> list[tuple[str, Example]]:
+    """``(path of the item, item)`` for the JSON objects of the array ``record[key]``."""
+    items = require_field(record, key, _at(loc, path), list)
+    out = []
+    for i, item in enumerate(items):
+        item_path = f"{path + '.' if path else ''}{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{_at(loc, item_path)}: expected a JSON object, got a JSON {json_type(item)}")
+        out.append((item_path, item))
+    return out
+
+
+_ID = (int, str)  # an official idx
+
+
+def _flatten_multirc(record: Example, loc: str = "record") -> list[Example]:
     """One official passage record -> one hub row per (question, answer option)."""
-    p = record["passage"]
-    return [{"paragraph": p["text"], "question": q["question"], "answer": a["text"],
-             "idx": {"paragraph": record["idx"], "question": q["idx"], "answer": a["idx"]},
-             "label": _label_id(a.get("label"), BOOL)}
-            for q in p["questions"] for a in q["answers"]]
+    idx = require_field(record, "idx", loc, _ID)
+    p = require_field(record, "passage", loc, dict)
+    text = require_field(p, "text", _at(loc, "passage"))
+    rows = []
+    for qp, q in _objects(p, "questions", loc, "passage"):
+        question, q_idx = require_field(q, "question", _at(loc, qp)), require_field(q, "idx", _at(loc, qp), _ID)
+        for ap, a in _objects(q, "answers", loc, qp):
+            where = _at(loc, ap)
+            rows.append({"paragraph": text, "question": question, "answer": require_field(a, "text", where),
+                         "idx": {"paragraph": idx, "question": q_idx, "answer": require_field(a, "idx", where, _ID)},
+                         "label": _label_id(a.get("label"), BOOL, f"{where}.label")})
+    return rows
 
 
-def _flatten_record(record: Example) -> list[Example]:
+def _flatten_record(record: Example, loc: str = "record") -> list[Example]:
     """One official passage record -> one hub row per query; entities are the unique span texts, sorted
     (the span ends are inclusive in the official files)."""
-    text = record["passage"]["text"]
-    entities = sorted({text[e["start"]:e["end"] + 1] for e in record["passage"]["entities"]})
-    return [{"passage": text, "query": qa["query"], "entities": entities,
-             "answers": sorted({a["text"] for a in qa.get("answers", [])}),
-             "idx": {"passage": record["idx"], "query": qa["idx"]}}
-            for qa in record["qas"]]
+    idx = require_field(record, "idx", loc, _ID)
+    passage = require_field(record, "passage", loc, dict)
+    text = require_field(passage, "text", _at(loc, "passage"))
+    entities = set()
+    for ep, e in _objects(passage, "entities", loc, "passage"):
+        start, end = require_field(e, "start", _at(loc, ep), int), require_field(e, "end", _at(loc, ep), int)
+        if not 0 <= start <= end < len(text):
+            raise ConfigError(f"{_at(loc, ep)}: span {start}..{end} is outside the passage text (0..{len(text) - 1})")
+        entities.add(text[start:end + 1])
+    rows = []
+    for qp, qa in _objects(record, "qas", loc, ""):
+        answers = {require_field(a, "text", _at(loc, ap))
+                   for ap, a in (_objects(qa, "answers", loc, qp) if "answers" in qa else [])}
+        rows.append({"passage": text, "query": require_field(qa, "query", _at(loc, qp)), "entities": sorted(entities),
+                     "answers": sorted(answers),
+                     "idx": {"passage": idx, "query": require_field(qa, "idx", _at(loc, qp), _ID)}})
+    return rows
 
 
 def read_superglue_file(name: str, path: Path) -> list[Example]:
-    """The examples of one official SuperGLUE JSON-lines file, with the hub's field names."""
+    """The examples of one official SuperGLUE JSON-lines file, with the hub's field names. A record without a
+    field the task needs, or with a label outside the task's labels, is an error naming the file and line."""
     label_names = SPECS[name][2]
     out: list[Example] = []
-    for record in read_jsonl(path):
+    for line, record in read_jsonl_records(path):
+        where = f"{path}:{line}"
         if name == "multirc":
-            out += _flatten_multirc(record)
+            out += _flatten_multirc(record, where)
         elif name == "record":
-            out += _flatten_record(record)
+            out += _flatten_record(record, where)
         else:
             ex = dict(record)
             if name == "wsc":
-                ex.update(ex.pop("target"))
-            ex["label"] = _label_id(ex.get("label"), label_names)
+                target = require_field(ex, "target", where, dict)
+                for key in ("span1_text", "span2_text"):
+                    require_field(target, key, f"{where}: target")
+                require_field(target, "span2_index", f"{where}: target", int)
+                ex.pop("target")
+                ex.update(target)
+                require_field(ex, "text", where)
+            for key in KEYS.get(name, ()):
+                require_field(ex, key, where)
+            ex["label"] = _label_id(ex.get("label"), label_names, f"{where}: label")
             out.append(ex)
     return out
 
@@ -199,12 +256,17 @@ def _clean_referent(s: str) -> str:
 
 
 def wsc_postprocessor(prediction: str, example: Example) -> int:
-    """1 when the prediction names the candidate (``span1_text``), else 0 (T5's ``wsc_simple``).
+    """1 when the prediction names the candidate (``span1_text``), 0 when it names something else, and -1
+    (always wrong) when it names nothing: empty, or determiners only (T5's ``wsc_simple``).
 
     Case and determiners are ignored; either word set may contain the other ("fuzzy bunny" ~ "bunny"), but a
-    possessive on one side only never matches ("Bob" vs "Bob's hat").
+    possessive on one side only never matches ("Bob" vs "Bob's hat"). Without the -1, an empty prediction
+    would read as "not the candidate" and score the share of label-0 examples (63% of the validation set).
     """
-    referent, pred = _clean_referent(example["span1_text"]), _clean_referent(prediction)
+    pred = _clean_referent(prediction)
+    if not pred:
+        return -1
+    referent = _clean_referent(example["span1_text"])
     if ("'" in pred) != ("'" in referent):
         return 0
     p, r = set(pred.split(" ")), set(referent.split(" "))

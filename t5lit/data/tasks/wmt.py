@@ -13,25 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from t5lit import metrics as M
-from t5lit.data.tasks.base import Example, Source, Task, expect_file, load_hub, register_task, text_postprocessor
+from t5lit.data.tasks.base import Example, Source, Task, load_hub, register_task, text_lines, text_postprocessor
 from t5lit.registry import ConfigError
 
 LANGUAGES = {"de": "German", "fr": "French", "ro": "Romanian"}
 
 
-def _read_lines(path: Path) -> list[str]:
-    with open(expect_file(path), encoding="utf-8", newline="") as f:
-        text = f.read()
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    return lines[:-1] if lines and lines[-1] == "" else lines  # the final newline ends a line, adds none
-
-
 def read_parallel(data_dir: Path, split: str, target: str) -> list[Example]:
     """Line-aligned ``<split>.en`` / ``<split>.<target>`` -> ``[{"en", target}]``; different lengths are an error."""
-    en, tgt = _read_lines(data_dir / f"{split}.en"), _read_lines(data_dir / f"{split}.{target}")
+    en, tgt = text_lines(data_dir / f"{split}.en"), text_lines(data_dir / f"{split}.{target}")
     if len(en) != len(tgt):
         raise ConfigError(f"{data_dir}/{split}.en has {len(en)} lines but {split}.{target} has {len(tgt)}; "
                           f"they must be sentence-aligned")
+    if not en:
+        raise ConfigError(f"{data_dir}/{split}.en and {split}.{target} are empty; expected one sentence per line")
     return [{"en": e, target: t} for e, t in zip(en, tgt)]
 
 
