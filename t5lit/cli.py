@@ -402,7 +402,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"t5lit: error: {err.strerror}{where}; free space or fix the permissions, then run the same command "
               "again", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("t5lit: interrupted; the same command continues where it stopped", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:  # noqa: BLE001 - not a user's mistake: the traceback, then one line saying so
+        pipeline = sys.modules.get("t5lit.pipeline")
+        if pipeline is not None and isinstance(err, pipeline.TrialFailed):  # a result (divergence), not a bug
+            print(f"t5lit: the run failed: {err}", file=sys.stderr)
+            sys.exit(1)
         _internal_error(err, argv)
 
 
