@@ -3,7 +3,7 @@
     t5lit run EXPERIMENT [path.to.key=value ...] [--run-dir DIR]     every stage -> results.json
     t5lit fit --config EXPERIMENT [--stage NAME] [--section.key value ...] [--print_config]   one stage
     t5lit check EXPERIMENT_OR_SWEEP [path.to.key=value ...]         every check a run makes, then the config
-    t5lit sweep run|report SWEEP [...]
+    t5lit sweep run|status|report SWEEP [...]
     t5lit eval --checkpoint CKPT --task NAME|MIXTURE [--data_dir DIR]
     t5lit list presets|architectures|objectives|tasks|mixtures|corpora
     t5lit vocab train --corpus NAME [--option KEY=VALUE ...] --size N --out PATH
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help="dotted overrides of an experiment, e.g. finetune.lr=1e-4")
     s.add_argument("--run-dir", default=None, help="the run directory to check (default runs/<name>)")
 
-    s = sub.add_parser("sweep", help="Optuna sweeps: run | report")
+    s = sub.add_parser("sweep", help="Optuna sweeps: run | status | report")
     ss = s.add_subparsers(dest="sweep_command", required=True)
     r = ss.add_parser("run", help="start workers on a sweep's study (re-run to continue after a crash)")
     r.add_argument("sweep", help="a sweep YAML file, e.g. sweeps/quickstart.yaml")

@@ -7,6 +7,10 @@ worker's command line (``python -m t5lit.sweep.worker ...``) with that environme
 alongside rank 0; Lightning joins the processes inside each fit. Rank 0 alone talks to the study: a follower
 never claims, beats or records a trial.
 
+A follower dies with its rank 0: ``t5lit.sweep.worker.main`` arms the parent-death signal (``die_with_parent``)
+before it hands over, with rank 0 named as the parent in ``T5LIT_SWEEP_PARENT``; a supervisor that stops its
+workers kills each one's process group, followers included.
+
 This module owns that hand-over (the environment's name and content); it imports no other sweep module.
 """
 
@@ -41,9 +45,10 @@ def followed_job() -> dict | None:
 
 def follow(job: dict, runner: Callable) -> None:
     """Run rank 0's trial ``job`` in this rank > 0 process with ``runner`` (the loaded ``job["runner"]``)."""
-    from t5lit.callbacks import RANK_FOLLOWER_TRIAL
-
+    trial = None
+    if job.get("pruning"):  # imported only then: a runner of one's own may not use Lightning at all
+        from t5lit.callbacks import RANK_FOLLOWER_TRIAL as trial
     try:
-        runner(job["cfg"], Path(job["run_dir"]), trial=RANK_FOLLOWER_TRIAL if job.get("pruning") else None)
+        runner(job["cfg"], Path(job["run_dir"]), trial=trial)
     except optuna.TrialPruned:  # rank 0 decided and records it; this rank stops with it
         pass

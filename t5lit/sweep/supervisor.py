@@ -7,22 +7,42 @@ worker process per GPU (or per group of K GPUs, ``device_groups``) or N on CPU (
 ``log_every`` seconds) and returns the final counts with the workers' exit codes. What a worker does with
 a trial is ``t5lit.sweep.worker``'s business; the supervisor never runs a trial itself, so several
 supervisors (machines) can share one study.
+
+No worker outlives the supervisor: each worker runs in its own process group and dies with the
+supervisor (``t5lit.sweep.worker.die_with_parent``); on Ctrl-C, SIGTERM, SIGHUP or an error the supervisor
+kills its workers' groups (DDP ranks > 0 included) and puts their trials back in the queue, so the same
+command continues them at once. A worker seen dead while the sweep runs has its trial re-queued at once, and
+every quarter heartbeat interval the supervisor also fails trials whose heartbeat went stale (a worker on
+another machine, or frozen), so that a lost trial waits at most two heartbeat intervals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from t5lit.registry import ConfigError
 from t5lit.sweep.spec import SweepSpec, check_sweep, load_sweep
-from t5lit.sweep.study import StudyStorage, default_storage, open_study, progress
+from t5lit.sweep.study import StudyStorage, default_storage, fail_lost, open_study, progress
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class Interrupted(KeyboardInterrupt):
+    """The supervisor received SIGTERM or SIGHUP (Ctrl-C is a plain KeyboardInterrupt): stop like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def device_groups(devices: str | list[int] | None, per_trial: int, workers: int) -> list[str | None]:
@@ -33,6 +53,12 @@ def device_groups(devices: str | list[int] | None, per_trial: int, workers: int)
             raise ConfigError(f"--workers must be at least 1, got {workers}")
         return [None] * workers
     ids = [str(d).strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if str(d).strip()]
+    bad = [d for d in ids if not (d.isdigit() or d.startswith(("GPU-", "MIG-")))]
+    if bad or not ids:
+        raise ConfigError(f"--devices {','.join(map(str, ids)) or devices!r}: give GPU ids as CUDA_VISIBLE_DEVICES "
+                          f"takes them (0,1,2,3 or GPU-<uuid>), got {', '.join(bad) or 'none'}")
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"--devices {','.join(ids)} names a GPU twice")
     if per_trial < 1 or len(ids) % per_trial:
         raise ConfigError(f"--devices-per-trial {per_trial} must divide the {len(ids)} devices {','.join(ids)}")
     return [",".join(ids[i:i + per_trial]) for i in range(0, len(ids), per_trial)]
@@ -58,44 +84,83 @@ def _format_progress(spec: SweepSpec, p: dict, started: float) -> str:
 
 def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list[int] | None = None,
               devices_per_trial: int = 1, workers: int = 1, runner: Callable | str | None = None,
-              out_dir: str | Path = "runs/sweeps", heartbeat_interval: int = 30, grace_period: int = 120,
+              out_dir: str | Path = "runs/sweeps", heartbeat_interval: float = 30, grace_period: float | None = None,
               retry_failed: bool = False, poll: float = 1.0, log_every: float = 30.0) -> dict:
     """Run (or continue) a sweep with local worker processes; returns the final progress counts plus
-    ``exit_codes`` of the workers. Everything is validated before any worker starts: with t5lit's pipeline as
-    the runner, every row as a whole experiment; with a runner of your own, every row resolved."""
+    ``exit_codes`` of the workers, the ``study`` name and the ``logs`` folder. Everything is validated before
+    any worker starts: with t5lit's pipeline as the runner, every row as a whole experiment; with a runner of
+    your own, every row resolved. ``grace_period``: seconds without a heartbeat before a running trial is
+    lost (default: 1.75 heartbeat intervals)."""
     # Imported here, not at module level: ``python -m t5lit.sweep.worker`` imports this package (and so this
     # module) first, and runpy warns when the module it is about to run is already in sys.modules.
-    from t5lit.sweep.worker import DEFAULT_RUNNER, runner_ref
+    from t5lit.sweep.worker import DEFAULT_RUNNER, PARENT_ENV, runner_ref
 
     ref = runner_ref(runner)
     spec = load_sweep(sweep, schema=ref == DEFAULT_RUNNER)
     check_sweep(spec, deep=spec.schema)  # every row as a run would check it, before any worker starts
+    groups = device_groups(devices, devices_per_trial, workers)  # before any file is created
     out_dir = Path(out_dir).resolve()
     url = storage or default_storage(out_dir, spec.study)
     store = StudyStorage(url, heartbeat_interval, grace_period)
-    study = open_study(spec, store, retry_failed=retry_failed)
-    groups = device_groups(devices, devices_per_trial, workers)
+    study = open_study(spec, store, retry_failed=retry_failed, report=lambda line: print(line, flush=True))
     logs = out_dir / spec.study / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env_path = os.pathsep.join(p for p in [os.environ.get("PYTHONPATH", ""), *sys.path] if p)
-    procs = []
-    for i, group in enumerate(groups):
-        env = {**os.environ, "PYTHONPATH": env_path}
-        args = [sys.executable, "-m", "t5lit.sweep.worker", "--sweep", str(Path(sweep).resolve()), "--storage", url,
-                "--out", str(out_dir), "--runner", ref, "--name", f"w{i}", "--heartbeat", str(heartbeat_interval),
-                "--grace", str(grace_period)]
-        if group is not None:
-            env["CUDA_VISIBLE_DEVICES"] = group
-            args += ["--devices-per-trial", str(devices_per_trial)]
-        elif "OMP_NUM_THREADS" not in os.environ:  # CPU workers share the cores instead of oversubscribing
-            env["OMP_NUM_THREADS"] = str(cpu_threads(len(groups)))
-        with open(logs / f"{socket.gethostname()}-w{i}.log", "a") as f:
-            procs.append(subprocess.Popen(args, env=env, stdout=f, stderr=subprocess.STDOUT))
-    where = "devices " + " | ".join(g for g in groups if g) if devices else "CPU"
-    print(f"[{spec.study}] {len(procs)} worker(s) on {where}; storage {url}; logs in {logs}", flush=True)
-    started, last_line, last_time = time.time(), "", 0.0
-    while any(p.poll() is None for p in procs):
+    host, procs = socket.gethostname(), []
+    with _stop_signals():
+        try:
+            for i, group in enumerate(groups):
+                env = {**os.environ, "PYTHONPATH": env_path, PARENT_ENV: str(os.getpid())}
+                args = [sys.executable, "-m", "t5lit.sweep.worker", "--sweep", str(Path(sweep).resolve()),
+                        "--storage", url, "--out", str(out_dir), "--runner", ref, "--name", f"w{i}",
+                        "--heartbeat", str(store.heartbeat_interval), "--grace", str(store.grace_period)]
+                if group is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = group
+                    args += ["--devices-per-trial", str(devices_per_trial)]
+                elif "OMP_NUM_THREADS" not in os.environ:  # CPU workers share the cores instead of oversubscribing
+                    env["OMP_NUM_THREADS"] = str(cpu_threads(len(groups)))
+                with open(logs / f"{host}-w{i}.log", "a") as f:  # own process group: killed whole (DDP ranks too)
+                    procs.append(subprocess.Popen(args, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                                  start_new_session=True))
+            where = "devices " + " | ".join(g for g in groups if g) if devices else "CPU"
+            print(f"[{spec.study}] {len(procs)} worker(s) on {where}; storage {url}; logs in {logs}", flush=True)
+            final = _watch(spec, study, store, procs, host, poll, log_every)
+        except BaseException as err:
+            _kill(procs)
+            with contextlib.suppress(Exception):  # the storage itself may be what failed
+                jobs = fail_lost(study, spec, store, {f"{host}:{p.pid}" for p in procs})
+                why = (str(err) if isinstance(err, Interrupted) else "SIGINT" if isinstance(err, KeyboardInterrupt)
+                       else type(err).__name__)
+                print(f"[{spec.study}] stopped ({why}): {len(procs)} worker(s) killed"
+                      + (f"; {', '.join(jobs)} will resume on the next run" if jobs else ""), flush=True)
+            raise
+    codes = [p.returncode for p in procs]
+    if any(codes):
+        print(f"[{spec.study}] worker exit codes {codes}; see {logs}. Run the same command to continue.", flush=True)
+    return {**final, "exit_codes": codes, "study": spec.study, "logs": str(logs)}
+
+
+def _watch(spec: SweepSpec, study, store: StudyStorage, procs: list[subprocess.Popen], host: str, poll: float,
+           log_every: float) -> dict:
+    """Print progress until every worker has exited; re-queue the trial of a worker seen dying, and every
+    quarter heartbeat interval those whose heartbeat went stale. Returns the final progress."""
+    started, last_line, last_time, next_check, reaped = time.time(), "", 0.0, 0.0, set()
+    while True:
         time.sleep(poll)
+        for i, p in enumerate(procs):
+            if p.poll() is None or i in reaped:
+                continue
+            reaped.add(i)
+            if p.returncode != 0:
+                jobs = fail_lost(study, spec, store, {f"{host}:{p.pid}"})
+                print(f"[{spec.study}] worker w{i} (pid {p.pid}) {_death(p.returncode)}"
+                      + (f"; {', '.join(jobs)} back in the queue" if jobs else ""), flush=True)
+        if len(reaped) == len(procs):
+            break
+        if time.time() >= next_check:
+            for job in fail_lost(study, spec, store):
+                print(f"[{spec.study}] {job}: its worker stopped beating; back in the queue", flush=True)
+            next_check = time.time() + store.heartbeat_interval / 4
         line = _format_progress(spec, progress(study, spec), started)
         if line.split(" | elapsed")[0] != last_line or time.time() - last_time > log_every:
             print(line, flush=True)
@@ -104,7 +169,43 @@ def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list
     line = _format_progress(spec, final, started)
     if line.split(" | elapsed")[0] != last_line:
         print(line, flush=True)
-    codes = [p.returncode for p in procs]
-    if any(codes):
-        print(f"[{spec.study}] worker exit codes {codes}; see {logs}. Run the same command to continue.", flush=True)
-    return {**final, "exit_codes": codes}
+    return final
+
+
+def _death(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return {75: "exited: another worker declared its trial lost (stale heartbeat)",
+            70: "exited: its supervisor was gone"}.get(code, f"exited with code {code}")
+
+
+def _kill(procs: list[subprocess.Popen]) -> None:
+    """SIGKILL the process groups of the workers still running (each worker with its DDP ranks), and reap them."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Interrupted`` (as Ctrl-C raises KeyboardInterrupt) while the supervisor runs,
+    so that it stops its workers first; only where signals can be handled (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    names = [n for n in STOP_SIGNALS if hasattr(signal, n)]
+    old = {n: signal.signal(getattr(signal, n), stop) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in old.items():
+            signal.signal(getattr(signal, n), handler)

@@ -13,6 +13,12 @@ flock on its run directory (``run_trial``), record the outcome:
 A worker whose own trial was declared lost (a stalled heartbeat) exits at once, so two processes never
 write one run directory; the flock on the run directory guards the same on one machine.
 
+A worker dies with the supervisor that started it (``die_with_parent``: Linux's parent-death signal,
+SIGKILL, armed first thing in ``main``; a watchdog thread elsewhere), and a DDP rank > 0 dies with its
+worker the same way, so no process outlives the sweep that started it. Nothing is lost by the hard kill:
+run-directory and study locks are flocks the OS releases, a torn journal record is repaired by the next
+reader (``t5lit.sweep.study.JournalFile``), and the trial is retried from its last checkpoint.
+
 A trial on several devices runs under DDP with this process as rank 0; Lightning's launcher re-runs this
 module for ranks > 0, and ``main`` hands those to ``t5lit.sweep.follower``. The runner is named
 ``"module:function"`` (``runner_ref``) so that every process can import it (``load_runner``).
@@ -26,7 +32,9 @@ import importlib
 import logging
 import math
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -42,10 +50,37 @@ from t5lit.io import file_lock
 from t5lit.registry import ConfigError
 from t5lit.sweep.follower import DDP_ENV, announce, follow, followed_job
 from t5lit.sweep.spec import SweepSpec, load_sweep
-from t5lit.sweep.study import StudyStorage, _pruner, _sampler, claim_next
+from t5lit.sweep.study import StudyStorage, _pruner, _sampler, claim_next, config_digest, job_experiment
 
 log = logging.getLogger("t5lit.sweep")
 DEFAULT_RUNNER = "t5lit.pipeline:run_experiment"
+PARENT_ENV = "T5LIT_SWEEP_PARENT"  # the pid a sweep process must die with (its supervisor, or rank 0)
+ORPHANED = 70  # the exit code of a process that found its parent already gone
+
+
+def die_with_parent() -> None:
+    """Die (SIGKILL) when the process that started this one dies, when it says so in ``T5LIT_SWEEP_PARENT``;
+    then name this process as the parent its own children (DDP ranks > 0) must die with.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent is still the one that started
+    this process (it may have died before the call). Elsewhere: a thread that polls the parent's pid."""
+    expected = os.environ.get(PARENT_ENV, "")
+    if expected.isdigit():
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            arg = ctypes.c_ulong
+            ctypes.CDLL(None, use_errno=True).prctl(1, arg(signal.SIGKILL), arg(0), arg(0), arg(0))  # PR_SET_PDEATHSIG
+        else:  # pragma: no cover - macOS and others
+            def watch() -> None:
+                while os.getppid() == int(expected):
+                    time.sleep(1.0)
+                os._exit(ORPHANED)
+
+            threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+        if os.getppid() != int(expected):
+            os._exit(ORPHANED)
+    os.environ[PARENT_ENV] = str(os.getpid())
 
 
 def runner_ref(runner: Callable | str | None) -> str:
@@ -94,12 +129,12 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.store.heartbeat_interval):
             try:
+                self.store.beat(self.trial_id)  # first: a slow read of the study must not delay the beat
                 state = self.store.storage.get_trial(self.trial_id).state
                 if state != TrialState.RUNNING:
                     if not self._stop.is_set():
                         self.on_lost(state)
                     return
-                self.store.beat(self.trial_id)
             except Exception as err:  # a storage hiccup: keep trying until the grace period decides
                 log.warning("heartbeat for trial id %d failed: %s", self.trial_id, err)
 
@@ -130,10 +165,11 @@ def _lost(trial_number: int) -> Callable[[TrialState], None]:
 
 
 def trial_config(spec: SweepSpec, trial: optuna.Trial, devices_per_trial: int | None) -> tuple[dict, str]:
-    """The resolved experiment for a claimed trial and its job (run-directory) name."""
+    """The resolved experiment for a claimed trial and its job (run-directory) name; records the
+    experiment's digest (``config``) so that a later run can tell that the sweep file changed it."""
     attrs = trial.user_attrs
-    overrides = spec.row(attrs["row"]).overrides if spec.kind == "grid" else dict(trial.params)
-    cfg = spec.experiment(overrides, attrs["seed"], attrs["job"])
+    cfg = job_experiment(spec, attrs, trial.params)
+    trial.set_user_attr("config", config_digest(cfg))
     if devices_per_trial:  # a GPU worker: all of its CUDA_VISIBLE_DEVICES for this trial (DDP when > 1)
         trainer = cfg.setdefault("trainer", {}) or {}
         trainer.update(devices=devices_per_trial, accelerator="gpu")
@@ -145,30 +181,33 @@ def trial_config(spec: SweepSpec, trial: optuna.Trial, devices_per_trial: int | 
 
 def run_trial(study: optuna.Study, spec: SweepSpec, store: StudyStorage, trial: optuna.Trial, runner: Callable,
               out_dir: Path, devices_per_trial: int | None = None, runner_name: str = DEFAULT_RUNNER) -> TrialState:
-    """Run one claimed trial to its end and record the outcome in the study."""
-    from t5lit.pipeline import TrialFailed
-
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    cfg, job = trial_config(spec, trial, devices_per_trial)
+    """Run one claimed trial to its end and record the outcome in the study. The heartbeat starts first, so
+    that waiting for the run directory (or a slow config) never makes the trial look lost."""
+    job = trial.user_attrs["job"]
     run_dir = out_dir / spec.study / job
     log.info("trial %d: %s (attempt %d) in %s", trial.number, job, trial.user_attrs.get("attempt", 1), run_dir)
     state, value, failure, results = TrialState.FAIL, None, None, None
     # Lightning's DDP launcher leaves LOCAL_RANK etc. in this process's environment; the next trial must
     # launch its own rank > 0 processes again, so the environment is restored after each trial.
     saved_env = {k: os.environ.get(k) for k in DDP_ENV}
-    with run_dir_lock(run_dir), Heartbeat(store, trial._trial_id, _lost(trial.number)):
+    with Heartbeat(store, trial._trial_id, _lost(trial.number)), run_dir_lock(run_dir):
         pruning = spec.kind == "search" and spec.pruner != "none"
-        announce(cfg, run_dir, runner_name, pruning)
         try:
+            cfg, _ = trial_config(spec, trial, devices_per_trial)  # a row gone from the sweep file fails here
+            announce(cfg, run_dir, runner_name, pruning)
             results = runner(cfg, run_dir, trial=trial if pruning else None)
         except optuna.TrialPruned as err:
             state = TrialState.PRUNED
             log.info("trial %d pruned: %s", trial.number, err)
-        except TrialFailed as err:
-            failure = f"TrialFailed: {err}"
         except Exception as err:
-            failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-            log.error("trial %d raised:\n%s", trial.number, traceback.format_exc())
+            # t5lit.pipeline.TrialFailed (a NaN loss), without importing the pipeline (and torch) for a
+            # runner of one's own: the class can only have been raised if its module was loaded.
+            trial_failed = getattr(sys.modules.get("t5lit.pipeline"), "TrialFailed", None)
+            if trial_failed is not None and isinstance(err, trial_failed):
+                failure = f"TrialFailed: {err}"
+            else:
+                failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                log.error("trial %d raised:\n%s", trial.number, traceback.format_exc())
         finally:
             for key, val in saved_env.items():
                 if val is None:
@@ -176,8 +215,12 @@ def run_trial(study: optuna.Study, spec: SweepSpec, store: StudyStorage, trial: 
                 else:
                     os.environ[key] = val
     if results is not None:
-        for key in ("summary", "scores", "val_curves"):
+        for key in ("summary", "scores", "val_curves", "reported", "cost", "intervals"):
             trial.set_user_attr(key, results.get(key, {}))
+        import json  # per-example scores for the report's paired bootstrap: in the study when small (a MySQL
+        # TEXT holds 64 KB), else the report reads them from the run directory's results.json
+        if len(json.dumps(results.get("examples") or {})) <= 60_000:
+            trial.set_user_attr("examples", results.get("examples") or {})
         value = metric_value(results, spec.metric)
         if value is None:
             failure = f"results have no finite {spec.metric} (summary: {sorted(results.get('summary') or {})})"
@@ -195,22 +238,25 @@ def work(spec: SweepSpec, store: StudyStorage, runner: Callable, out_dir: str | 
          devices_per_trial: int | None = None, runner_name: str = DEFAULT_RUNNER) -> int:
     """A worker's loop: claim, run, record, until no job is left to start and none is running
     (it keeps watching running trials, to take over one whose worker dies). Returns trials run."""
-    salt = zlib.crc32(f"{socket.gethostname()}:{name}:{os.getpid()}".encode())
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    salt = zlib.crc32(f"{me}:{name}".encode())
     study = optuna.load_study(study_name=spec.study, storage=store.storage, sampler=_sampler(spec, salt),
                               pruner=_pruner(spec))
     n = 0
     while True:
-        trial = claim_next(study, spec, store)
+        trial = claim_next(study, spec, store, worker=me)
         if trial is None:
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
                 return n
-            time.sleep(max(0.5, store.heartbeat_interval / 2))
+            # Every quarter interval: a lost trial (no beat for LOST_AFTER intervals) is retried within two.
+            time.sleep(store.heartbeat_interval / 4)
             continue
         run_trial(study, spec, store, trial, runner, Path(out_dir), devices_per_trial, runner_name)
         n += 1
 
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()  # first: a worker (or DDP rank > 0) never outlives the process that started it
     job = followed_job()
     if job is not None:  # a DDP rank > 0 re-run of this module by Lightning's launcher
         follow(job, load_runner(job["runner"]))
@@ -222,18 +268,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runner", default=DEFAULT_RUNNER)
     ap.add_argument("--name", default="w0")
     ap.add_argument("--devices-per-trial", type=int, default=None)
-    ap.add_argument("--heartbeat", type=int, default=30)
-    ap.add_argument("--grace", type=int, default=120)
+    ap.add_argument("--heartbeat", type=float, default=30.0, help="seconds between a running trial's beats")
+    ap.add_argument("--grace", type=float, default=None,
+                    help="seconds without a beat before a trial is lost (default: 1.75 heartbeats)")
     ns = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {ns.name} %(levelname)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        import torch
-
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    runner = load_runner(ns.runner)
+    # A runner that loaded torch gets the thread count now; one that loads it later, from OMP_NUM_THREADS.
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     spec = load_sweep(ns.sweep, check_rows=False, schema=ns.runner == DEFAULT_RUNNER)
     store = StudyStorage(ns.storage, ns.heartbeat, ns.grace)
-    n = work(spec, store, load_runner(ns.runner), ns.out, ns.name, ns.devices_per_trial, ns.runner)
+    n = work(spec, store, runner, ns.out, ns.name, ns.devices_per_trial, ns.runner)
     log.info("no trials left; ran %d", n)
 
 

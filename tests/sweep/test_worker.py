@@ -1,8 +1,14 @@
 """Sweeps with real worker processes and a fast fake runner: every job exactly once, concurrent launchers,
-NaN trials failed with their reason, searches stop at n_trials."""
+NaN trials failed with their reason, searches stop at n_trials; `t5lit sweep status`, and one-line errors.
 
+The worker processes import this module for ``fake_runner``: keep its imports light (no torch)."""
+
+import contextlib
 import json
 import os
+import re
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -13,7 +19,6 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from t5lit.pipeline import TrialFailed
 from t5lit.registry import ConfigError
 from t5lit.sweep import run_sweep
 from t5lit.sweep.study import StudyStorage, jobs_of
@@ -38,6 +43,8 @@ def fake_runner(cfg, run_dir, *, trial=None, callbacks=()):
     for s in range(step, f["steps"]):
         time.sleep(f["sleep"])
         if s == f["nan_at"]:
+            from t5lit.pipeline import TrialFailed  # here: worker processes start without torch otherwise
+
             raise TrialFailed(f"train/loss is NaN at step {s}")
         (run_dir / "ckpt.tmp").write_text(json.dumps({"step": s + 1}))
         os.replace(run_dir / "ckpt.tmp", ckpt)
@@ -64,6 +71,36 @@ def starts(run_dir: Path) -> list[tuple[int, int]]:
 def load(out: Path, study: str, storage: str | None = None) -> optuna.Study:
     url = storage or str(out / study / f"{study}.journal")
     return optuna.load_study(study_name=study, storage=StudyStorage(url).storage)
+
+
+def step(run_dir: Path) -> int:
+    """The step a fake run has checkpointed (0 before its first checkpoint)."""
+    try:
+        return json.loads((run_dir / "ckpt.json").read_text())["step"]
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def wait_for(condition, timeout: float = 60, what: str = "the condition") -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def process(args: list[str], **popen):
+    """A subprocess in its own process group, SIGKILLed whole when the block ends if it still runs, so that a
+    hang never outlives its test (the block bounds every wait with a timeout)."""
+    proc = subprocess.Popen(args, start_new_session=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
@@ -155,3 +192,90 @@ def test_helpers():
     assert metric_value(r, "summary.average") == 75.0 and metric_value(r, "scores.rte.accuracy") == 60.0
     assert metric_value(r, "summary.CNNDM") is None
     assert metric_value({"summary": {"x": float("nan")}}, "summary.x") is None
+
+
+def claim(study: optuna.Study, job: str, worker: str) -> optuna.Trial:
+    """Start the job's waiting trial as ``worker`` (``host:pid``) would."""
+    t = next(t for t in study.get_trials(states=(TrialState.WAITING,)) if t.user_attrs["job"] == job)
+    study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
+    trial = optuna.Trial(study, t._trial_id)
+    trial.set_user_attr("worker", worker)
+    return trial
+
+
+def test_status_shows_each_rows_state_attempts_and_last_error(tmp_path, capsys):
+    from t5lit.cli import main
+    from t5lit.sweep.spec import load_sweep
+    from t5lit.sweep.study import default_storage, open_study, top_up
+
+    rows = [{"name": n} for n in "abcd"]
+    sweep = make_sweep(tmp_path, {"study": "st", "rows": rows})
+    out = tmp_path / "out"
+    spec = load_sweep(sweep, schema=False)
+    store = StudyStorage(default_storage(out, "st"))
+    study = open_study(spec, store)
+    a1 = claim(study, "a-seed0", "h:1")
+    study._storage.set_trial_state_values(a1._trial_id, TrialState.FAIL)  # its worker was lost
+    top_up(study, spec)
+    study.tell(claim(study, "a-seed0", "h:2"), 51.5)
+    b = claim(study, "b-seed0", "h:2")
+    b.set_user_attr("failure", "TrialFailed: train/loss is NaN at step 1")
+    study.tell(b, state=TrialState.FAIL)
+    claim(study, "c-seed0", "h:3")  # running; d waits for a worker
+    make_sweep(tmp_path, {"study": "st", "rows": [*rows, {"name": "e"}]})  # a row added since: pending
+    capsys.readouterr()
+    main(["sweep", "status", str(sweep), "--out", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sweep st: 5 job(s) in {out / 'st' / 'st.journal'}"
+    assert lines[1:3] + lines[5:] == [
+        "job      state     attempts  value  worker      last error",
+        "a-seed0  complete  2         51.5   -           attempt 1: its worker h:1 was lost (died or stopped beating)",
+        "d-seed0  queued    0         -      -           -",
+        "e-seed0  pending   0         -      -           -",
+        "2/5 done: 1 complete, 1 failed, 1 running, 1 queued, 1 pending",
+        "failed rows run again with `t5lit sweep run SWEEP --retry-failed` (or when their row changes)"]
+    assert lines[3] == ("b-seed0  failed    1         -      -           "
+                        "attempt 1: TrialFailed: train/loss is NaN at step 1")
+    assert re.fullmatch(r"c-seed0  running   1         -      h:3 for \ds  -", lines[4]), lines[4]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "status", "--study", "nope"], "no sweep journal at {out}/nope/nope.journal; run the sweep first"),
+    (["sweep", "report", "--study", "nope"], "no sweep journal at {out}/nope/nope.journal; run the sweep first"),
+    (["sweep", "status"], "sweep status needs a sweep file or --study NAME"),
+    (["sweep", "status", "--study", "nope", "--storage", "{journal}"],
+     "no study 'nope' in {journal}; studies there: other"),
+    (["sweep", "status", "--study", "s", "--storage", "sqlite:///{out}/optuna.db"], "no sweep database at sqlite:///"),
+    (["sweep", "status", "--study", "s", "--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+     "cannot open sweep storage postgresql://u:***@127.0.0.1:1/db"),
+    (["sweep", "report", "--study", "s", "--storage", "redis://x"], "storage redis://x: unknown scheme 'redis'"),
+])
+def test_sweep_errors_are_one_line_with_exit_code_2_and_create_nothing(argv, message, tmp_path, capsys):
+    from t5lit.cli import main
+
+    out = tmp_path / "out"
+    journal = out / "other" / "other.journal"
+    optuna.create_study(study_name="other", storage=StudyStorage(str(journal)).storage)
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        main([a.format(out=out, journal=journal) for a in argv] + ["--out", str(out)])
+    assert err.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("t5lit: error: "), captured.err
+    assert message.format(out=out, journal=journal) in lines[0] and "secret" not in lines[0]
+    assert sorted(tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_a_runs_outcome_names_failed_and_unfinished_trials():
+    from t5lit.sweep import outcome
+
+    ok = {"study": "s", "total": 3, "done": 3, "failed_jobs": [], "exit_codes": [0], "logs": "L"}
+    assert outcome(ok) is None
+    failed = {**ok, "failed_jobs": [("b-seed0", "TrialFailed: NaN"), ("c-seed0", "its worker died 4 time(s)")]}
+    assert outcome(failed) == ("sweep s: 2 of 3 trials failed: b-seed0 (TrialFailed: NaN); c-seed0 (its worker died "
+                               "4 time(s)); fix the cause, then run again with --retry-failed (`t5lit sweep status` "
+                               "shows every row)")
+    assert outcome({**ok, "done": 1, "exit_codes": [-9]}) == (
+        "sweep s: 2 of 3 trials did not finish (worker exit codes [-9]; logs in L); run the same command to continue")
