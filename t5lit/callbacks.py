@@ -229,7 +229,8 @@ class BestPerTask(L.Callback):
             self.history.setdefault(task, []).append([step, dict(r.metrics)])
             if task not in self.best or r.score > self.best[task]["score"]:
                 self.best[task] = {"score": r.score, "step": step, "metrics": dict(r.metrics),
-                                   "num_examples": r.num_examples}
+                                   "num_examples": r.num_examples, "examples": r.examples,
+                                   "intervals": r.intervals}
                 if self.keep:  # every rank decides alike (the predictions are gathered); saving is collective
                     from t5lit.checkpoint import save_trainer_checkpoint
 
@@ -285,3 +286,60 @@ class OptunaPruningCallback(L.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         # The next stage's steps continue after this one's (the report's x-axis is one line per trial).
         self.step_offset = self._fit_started_at + int(trainer.global_step)
+
+
+# ------------------------------------------------------------------------------------------ gradual unfreezing
+class GradualUnfreezing(L.Callback):
+    """Gradual unfreezing (paper Section 3.5.1, Table 10): "we gradually unfreeze layers in the encoder and
+    decoder in parallel, starting from the top in both cases ... we subdivide the fine-tuning process into 12
+    episodes of 2^18/12 steps each and train from layers 12 - n to 12 in the nth episode".
+
+    Block k from the top of every stack (``t5lit.model.architectures.blocks_from_top``) trains from step
+    ``starts[k]`` on: k * ``every``, or with ``every`` None floor(k * steps / blocks), so the fine-tuning steps
+    are split into as many episodes as a stack has blocks and the bottom block trains in the last one. E.g.
+    t5-base (12 blocks), 2^18 steps: blocks start at 0, 21845, 43690, 65536, ..., 240298. The embedding (which
+    is also the output layer), an untied output layer and the final norms train throughout.
+
+    Freezing drops the frozen blocks' gradients before every optimizer step (and before gradient clipping),
+    so the optimizer neither moves them nor keeps any state for them; ``requires_grad`` never changes, which
+    DDP needs, and the gradient still flows through the frozen blocks to the input embedding. The frozen set
+    is a pure function of the global step: a resumed run freezes exactly what the uninterrupted one did.
+    """
+
+    def __init__(self, steps: int, every: int | None = None):
+        self.steps, self.every = int(steps), every
+        self._groups: list[list[torch.nn.Parameter]] = []
+        self._starts: list[int] = []
+
+    @staticmethod
+    def schedule(steps: int, blocks: int, every: int | None = None) -> list[int]:
+        """The step from which block k (0: the top) trains, for k in range(blocks)."""
+        if every is None:
+            return [k * steps // blocks for k in range(blocks)]
+        return [k * every for k in range(blocks)]
+
+    def trainable_blocks(self, step: int) -> int:
+        """How many blocks (from the top of each stack) train at global step ``step``."""
+        return sum(start <= step for start in self._starts)
+
+    def on_fit_start(self, trainer, pl_module):
+        from lightning.pytorch.utilities import rank_zero_info
+
+        from t5lit.model.architectures import blocks_from_top
+
+        # After the strategy set the model up: a sharded model's parameters are the ones the optimizer holds.
+        self._groups = blocks_from_top(pl_module.model)
+        self._starts = self.schedule(self.steps, len(self._groups), self.every)
+        rank_zero_info(f"gradual unfreezing: {len(self._groups)} blocks per stack from the top, starting at steps "
+                       f"{self._starts}")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        step = trainer.global_step  # optimizer steps taken so far: this step's index
+        for start, params in zip(self._starts, self._groups):
+            if start > step:
+                for p in params:
+                    p.grad = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step - 1  # the step just taken
+        pl_module.log("train/unfrozen_blocks", float(self.trainable_blocks(step)), on_step=True, on_epoch=False)

@@ -14,6 +14,11 @@ A predictor turns a batch of inputs (B, L) into generated token ids (B, T); ``Mo
 model's ``generate``; an ensemble is another predictor. Each Task declares its ``headline`` metrics (their
 mean is the task's score: the best checkpoint is chosen on it) and its paper ``column`` (Table 1's
 GLUE, SGLUE, CNNDM, SQuAD, EnDe, EnFr, EnRo); ``summarize`` turns task scores into those columns.
+
+Each TaskResult also keeps its per-example statistics (``examples``, numbers only: ``ExampleScores.to_dict``),
+from which a sweep's report recomputes any metric on resampled examples (the paired bootstrap between two
+runs), and a 95% bootstrap interval beside every metric (``intervals``, examples resampled with a fixed
+seed), as T5 logged one beside ROUGE.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from t5lit.data.tasks.base import Task
+from t5lit.data.tasks.base import ExampleScores, Task
 from t5lit.model.generate import generate
+from t5lit.stats import BOOTSTRAP_SAMPLES, percentile_interval
 
 # The paper's summary columns in Table 1's order; each comes from the tasks (or mixture) that declare it.
 PAPER_COLUMNS = ("GLUE", "CNNDM", "SQuAD", "SGLUE", "EnDe", "EnFr", "EnRo")
@@ -34,21 +40,29 @@ PAPER_COLUMNS = ("GLUE", "CNNDM", "SQuAD", "SGLUE", "EnDe", "EnFr", "EnRo")
 
 @dataclass
 class TaskResult:
-    """One task's scores: every metric (0-100), the headline score, how many examples, a few samples."""
+    """One task's scores: every metric (0-100), the headline score, how many examples, a few samples; the
+    per-example statistics (``ExampleScores.to_dict()``, None when unavailable) and a 95% bootstrap interval
+    ``[low, high]`` per metric."""
 
     task: str
     metrics: dict[str, float]
     score: float
     num_examples: int
     samples: list[dict[str, str]] = field(default_factory=list)  # {"input", "prediction", "target"}
+    examples: dict | None = None
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "metrics": self.metrics, "score": self.score, "num_examples": self.num_examples,
-                "samples": self.samples}
+        out = {"task": self.task, "metrics": self.metrics, "score": self.score, "num_examples": self.num_examples,
+               "samples": self.samples, "intervals": self.intervals}
+        if self.examples is not None:
+            out["examples"] = self.examples
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TaskResult:
-        return cls(d["task"], dict(d["metrics"]), float(d["score"]), int(d["num_examples"]), list(d.get("samples", [])))
+        return cls(d["task"], dict(d["metrics"]), float(d["score"]), int(d["num_examples"]), list(d.get("samples", [])),
+                   d.get("examples"), {k: list(v) for k, v in (d.get("intervals") or {}).items()})
 
     def samples_markdown(self) -> str:
         lines = ["| input | prediction | target |", "|---|---|---|"]
@@ -143,10 +157,12 @@ class Evaluator:
     """
 
     def __init__(self, tasks: Sequence[Task], vocab, *, num_beams: int | None = None,
-                 length_penalty_alpha: float = 0.6, max_decode_length: int = 128, num_samples: int = 5):
+                 length_penalty_alpha: float = 0.6, max_decode_length: int = 128, num_samples: int = 5,
+                 interval_samples: int = BOOTSTRAP_SAMPLES):
         self.tasks, self.vocab = list(tasks), vocab
         self.num_beams, self.alpha = num_beams, length_penalty_alpha
         self.max_decode_length, self.num_samples = max_decode_length, num_samples
+        self.interval_samples = interval_samples  # bootstrap resamples per interval (0: no intervals)
 
     def beams_for(self, task: Task) -> int:
         return self.num_beams if self.num_beams is not None else task.num_beams
@@ -164,13 +180,15 @@ class Evaluator:
     def score_task(self, task: Task, examples: Sequence[dict], predictions: Sequence[str],
                    texts: Sequence[dict[str, str]] | None = None) -> TaskResult:
         """Scores of decoded ``predictions`` against raw ``examples`` (unlabelled examples are skipped)."""
-        metrics = task.evaluate(examples, predictions)
+        metrics, per_example = task.score_examples(examples, predictions)
         n = sum(1 for ex in examples if task.is_labelled(ex))
         samples = []
         for i in range(min(self.num_samples, len(predictions))):
             t = texts[i] if texts is not None else task.format(examples[i])
             samples.append({"input": t["inputs"], "prediction": predictions[i], "target": t["targets"]})
-        return TaskResult(task.name, metrics, headline_score(task, metrics), n, samples)
+        intervals = bootstrap_intervals(task, per_example, self.interval_samples) if per_example else {}
+        return TaskResult(task.name, metrics, headline_score(task, metrics), n, samples,
+                          per_example.to_dict() if per_example is not None else None, intervals)
 
     def score_tokens(self, data: EvalSet, task_idx: Sequence[int], example_idx: Sequence[int],
                      tokens: Sequence[Sequence[int]]) -> EvalResult:
@@ -206,6 +224,29 @@ class Evaluator:
             examples += idx
             tokens += self.predict_batch(predictor, ti, inputs)
         return self.score_tokens(data, tasks, examples, tokens)
+
+
+def bootstrap_intervals(task: Task, scores: ExampleScores, n_samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                        confidence: float = 0.95) -> dict[str, list[float]]:
+    """A percentile bootstrap interval ``[low, high]`` per metric: the examples resampled ``n_samples`` times
+    (the same draws for every metric; seeded, so deterministic)."""
+    n = len(scores)
+    if n_samples <= 0 or n < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n_samples):
+        for name, value in task.metrics_from(scores, rng.integers(0, n, size=n)).items():
+            draws.setdefault(name, []).append(value)
+    return {name: list(percentile_interval(np.asarray(v), confidence)) for name, v in draws.items()
+            if len(v) == n_samples}
+
+
+def task_score_from(task: Task, record: Mapping | ExampleScores, index=None) -> float:
+    """The headline score of ``task`` recomputed from per-example statistics (``TaskResult.examples``) on the
+    examples at ``index`` (None: all)."""
+    scores = record if isinstance(record, ExampleScores) else ExampleScores.from_dict(dict(record))
+    return headline_score(task, task.metrics_from(scores, index))
 
 
 def headline_score(task: Task, metrics: Mapping[str, float]) -> float:

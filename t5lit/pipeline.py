@@ -194,8 +194,9 @@ def evaluate_stage(exp: Experiment, stage: Stage, run_dir: Path, source: Stage) 
     results = evaluate_weights(source_dir, stage.weights, list(stage.task), exp.model.vocab,
                                evaluation=stage.settings, inputs_length=_lengths(exp, source),
                                data_dirs=_task_dirs(exp, stage))
-    state = {"history": {}, "best": {name: {"score": r.score, "step": None, "metrics": r.metrics}
-                                     for name, r in results.tasks.items()}}
+    state = {"history": {}, "best": {name: {"score": r.score, "step": None, "metrics": r.metrics,
+                                            "num_examples": r.num_examples, "examples": r.examples,
+                                            "intervals": r.intervals} for name, r in results.tasks.items()}}
     if _is_global_zero():
         atomic_write_json(stage_dir / "scores.json", state)
         atomic_write_json(stage_dir / "done.json", {"weights": stage.weights, "from": source.name})
@@ -285,12 +286,20 @@ def collect_results(exp: Experiment, plan: list[Stage], states: dict[str, dict])
 
     scores: dict[str, dict[str, float]] = {}
     curves: dict[str, list] = {}
+    examples: dict[str, dict] = {}
+    intervals: dict[str, dict] = {}
     for stage in plan:
         state = states.get(stage.name)
         if state is None:
             continue
         for name, best in state["best"].items():
             scores[name] = best["metrics"]
+            examples.pop(name, None)  # a later stage's scores replace an earlier one's, with their examples
+            intervals.pop(name, None)
+            if best.get("examples"):
+                examples[name] = best["examples"]
+            if best.get("intervals"):
+                intervals[name] = best["intervals"]
         for name, hist in state["history"].items():
             if name == "loss":
                 curves[f"{stage.name}/loss"] = [[s, m["loss"]] for s, m in hist]
@@ -298,17 +307,24 @@ def collect_results(exp: Experiment, plan: list[Stage], states: dict[str, dict])
                 task = TASKS.get(name)
                 curves[name] = [[s, headline_score(task, m)] for s, m in hist]
     return {"name": exp.name, "status": "complete", "scores": scores,
-            "summary": summarize(scores, exp.reported_tasks()), "val_curves": curves}
+            "summary": summarize(scores, exp.reported_tasks()), "val_curves": curves,
+            "reported": exp.reported_tasks(), "cost": run_cost(exp, plan), "intervals": intervals,
+            "examples": examples}
 
 
 def _is_global_zero() -> bool:
     """Global rank 0, or no DDP: torch.distributed once initialised, else the variables Lightning's DDP
-    launcher gives the processes it starts (the first process has none until its first fit)."""
+    launcher gives the processes it starts (the first process has none until its first fit), torchrun's, and
+    SLURM's task rank when Lightning takes its ranks from SLURM (srun-started tasks of a job not named
+    "bash" or "interactive": ``SLURMEnvironment.detect``'s rule, without its warning)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
-    return all(int(os.environ.get(key, "0") or 0) == 0 for key in ("RANK", "NODE_RANK", "LOCAL_RANK"))
+    keys = ["RANK", "NODE_RANK", "LOCAL_RANK"]
+    if "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        keys.append("SLURM_PROCID")
+    return all(int(os.environ.get(key, "0") or 0) == 0 for key in keys)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -325,12 +341,17 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _log_hparams(exp: Experiment, results: dict, run_dir: Path) -> None:
-    """The experiment's settings and final scores on TensorBoard's HParams dashboard."""
+    """The experiment's settings (every key, flattened: a sweep's runs share them, so TensorBoard's HParams
+    dashboard shows its variants side by side) and its final scores: the summary columns, each task's
+    headline score and metrics, the run's cost and its wall time (from its TensorBoard event files)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    metrics = {f"summary/{k}": float(v) for k, v in results["summary"].items()}
+    metrics = hparam_metrics(results)
     if not metrics:
         return
+    wall = wall_time(run_dir)
+    if wall is not None:
+        metrics["cost/wall_time_s"] = wall
     with SummaryWriter(str(run_dir / "tb" / "hparams")) as w:
         w.add_hparams(_flatten(exp.to_dict()), metrics, run_name=".")
 
@@ -348,3 +369,69 @@ def run_cli(path: str, overrides: list[str], run_dir: str | None, restart: bool 
     for column, value in results["summary"].items():
         print(f"  {column:24s} {value:8.2f}")
     return results
+
+
+# ------------------------------------------------------------------------------------------ cost and scores
+def run_cost(exp: Experiment, plan: list[Stage] | None = None) -> dict:
+    """What a run costs beside what it scores (the paper's P and M of Table 2, and more):
+
+    parameters: the model's unique parameters (built on the meta device: no memory, no time);
+    flops_per_token: training FLOPs (forward + backward matmuls, ``ArchSpec.train_flops``) per token of a row
+    of n input and n target tokens, n the pre-training inputs_length (an L+L encoder-decoder and an L-layer
+    decoder-only model cost the same per token: the paper's M);
+    pretrain_tokens / finetune_tokens: steps x batch_size x inputs_length x devices of those stages (the paper's
+    count: 2^19 x 128 x 512 = 2^35); train_flops: flops_per_token x all training tokens.
+    """
+    import torch
+
+    from t5lit.model.architectures import build_model, count_parameters
+
+    cfg = exp.model.config()
+    with torch.device("meta"):
+        parameters = count_parameters(build_model(cfg))
+    n = exp.pretrain.inputs_length if exp.pretrain is not None else (
+        exp.finetune.inputs_length if exp.finetune is not None else 512)
+    flops = cfg.spec.train_flops(cfg, n, n) if cfg.spec.has_encoder else cfg.spec.train_flops(cfg, 0, 2 * n)
+    devices = exp.trainer.devices if isinstance(exp.trainer.devices, int) and exp.trainer.devices > 0 else 1
+    tokens = {"pretrain": 0, "finetune": 0}
+    for stage in plan if plan is not None else exp.plan():
+        if stage.kind in tokens:
+            s = stage.settings
+            tokens[stage.kind] += s.steps * s.batch_size * s.inputs_length * devices
+    per_token = flops / (2 * n)
+    return {"parameters": parameters, "flops_per_token": per_token, "pretrain_tokens": tokens["pretrain"],
+            "finetune_tokens": tokens["finetune"], "train_tokens": tokens["pretrain"] + tokens["finetune"],
+            "train_flops": per_token * (tokens["pretrain"] + tokens["finetune"])}
+
+
+def hparam_metrics(results: dict) -> dict[str, float]:
+    """The final numbers of a run for the HParams dashboard: summary/<column>, score/<task>,
+    metric/<task>/<metric>, cost/<what>."""
+    from t5lit.data.tasks import TASKS
+
+    out = {f"summary/{k}": float(v) for k, v in (results.get("summary") or {}).items()}
+    for task, metrics in (results.get("scores") or {}).items():
+        if task in TASKS:
+            score = headline_score(TASKS.get(task), metrics)
+            if not math.isnan(score):
+                out[f"score/{task}"] = float(score)
+        out.update({f"metric/{task}/{m}": float(v) for m, v in metrics.items()})
+    out.update({f"cost/{k}": float(v) for k, v in (results.get("cost") or {}).items()})
+    return out
+
+
+def wall_time(run_dir: Path) -> float | None:
+    """Seconds the run's stages have run, from its TensorBoard event files: each is named with the time it
+    was created and last written when its stage last logged (a resumed stage adds a file). None without any."""
+    total, found = 0.0, False
+    for path in Path(run_dir, "tb").rglob("events.out.tfevents.*"):
+        if path.parent.name == "hparams":
+            continue
+        try:
+            started = float(path.name.split(".")[3])
+            total += max(0.0, path.stat().st_mtime - started)
+            found = True
+        except (IndexError, ValueError, OSError):
+            continue
+    return total if found else None
+

@@ -140,3 +140,29 @@ def test_evaluate_through_token_ids_with_a_fake_predictor(tmp_path):
     assert again.tasks["glue_rte"].metrics == {"accuracy": 100.0}  # any order of (task, example) pairs
     assert TaskResult.from_dict(r.to_dict()) == r
     assert np.isfinite(r.score)
+
+
+def test_per_example_statistics_and_intervals():
+    from t5lit.data.tasks.base import ExampleScores
+    from t5lit.evaluator import task_score_from
+
+    mnli = [{"premise": "p", "hypothesis": "h", "label": lab, "subset": sub}
+            for lab, sub in [(0, "matched"), (1, "matched"), (2, "mismatched"), (2, "mismatched"), (1, "matched")]]
+    preds = ["entailment", "contradiction", "contradiction", "neutral", "neutral"]
+    r = score("glue_mnli", mnli, preds)
+    scores = ExampleScores.from_dict(r.examples)
+    assert r.examples["groups"] == ["matched", "mismatched"] and len(scores) == 5
+    task = get_task("glue_mnli")
+    assert task.metrics_from(scores) == r.metrics and task_score_from(task, r.examples) == r.score
+    assert task.metrics_from(scores, [0, 0, 2]) == {"accuracy_matched": 100.0, "accuracy_mismatched": 100.0}
+    for name, (low, high) in r.intervals.items():
+        assert low <= r.metrics[name] <= high
+    assert TaskResult.from_dict(r.to_dict()) == r
+    # A metric of your own without per-example statistics: its single-example scores stand in (builtin_name's
+    # ROUGE-1 on names is a mean over examples, so they are exact).
+    names = [{"docstring": "x", "name": n, "kind": "function"} for n in ("read_text", "open", "close")]
+    r = score("builtin_name", names, ["read", "open", "shut"])
+    scores = ExampleScores.from_dict(r.examples)
+    assert scores.names[1] == ("rouge1",) and get_task("builtin_name").metrics_from(scores) == pytest.approx(r.metrics)
+    none = Evaluator([task], vocab=None, interval_samples=0).score_task(task, mnli, preds)
+    assert none.intervals == {} and none.examples is not None

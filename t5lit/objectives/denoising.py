@@ -44,7 +44,7 @@ def denoise(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, nois
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Span corruption: the baseline (Section 3.1.4) and the span-length study (Table 6).
+# Span corruption: the final objective (Section 3.3.4, 3.7) and the span-length study (Table 7).
 
 
 def random_spans_helper(inputs_length: int, noise_density: float, mean_noise_span_length: float,
@@ -143,9 +143,10 @@ def _batch_cut_points(keys: np.ndarray, num_cuts: int) -> np.ndarray | None:
 @register_objective("span_corruption", budget=_span_lengths, check=_check_spans, batch_fn=span_corruption_batch)
 def span_corruption(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15,
                     mean_noise_span_length: float = 3.0) -> dict:
-    """T5's baseline objective (Section 3.1.4): random spans -> unique sentinels; targets are the dropped spans,
-    each after its sentinel. 15% noise in spans of mean length 3 (Table 6 tries 2, 3, 5, 10; Table 5 tries
-    10/15/25/50%).
+    """T5's final objective (Sections 3.3.4 and 3.7; the study's baseline of Section 3.1.4 is i.i.d. noise,
+    ``iid_denoising``): random spans -> unique sentinels; targets are the dropped spans, each after its
+    sentinel. 15% noise in spans of mean length 3 (Table 7 tries mean lengths 2, 3, 5, 10 at 15%; Table 6 tries
+    corruption rates 10/15/25/50% with i.i.d. noise).
 
     ``tokens`` 10..29, rng 0, ``noise_density=0.3, mean_noise_span_length=2`` (6 noise tokens in 3 spans) ->
     inputs  ``[10 11 12 13 14 15 16 199 20 21 198 23 24 25 26 27 197 1]``,
@@ -159,7 +160,7 @@ def span_corruption(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLi
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The i.i.d. objectives of Tables 4 and 5: each token corrupted independently (Section 3.3.1-3.3.3).
+# The i.i.d. objectives of Tables 4-6: each token corrupted independently (Section 3.3.1-3.3.3).
 
 
 def _check_density(noise_density: float = 0.15, **_) -> None:
@@ -169,9 +170,10 @@ def _check_density(noise_density: float = 0.15, **_) -> None:
 @register_objective("iid_denoising", check=_check_density)
 def iid_denoising(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike,
                   noise_density: float = 0.15) -> dict:
-    """"Replace corrupted spans" (Table 4): i.i.d. noise, each noise run -> a unique sentinel; targets are the
-    noise runs with a sentinel for each non-noise run (T5's numbering: when the chunk starts with noise the
-    targets start with that noise and the sentinels count the non-noise runs).
+    """"Replace corrupted spans" (Table 5; the rates of Table 6, the i.i.d. baseline of Table 7): i.i.d. noise,
+    each noise run -> a unique sentinel; targets are the noise runs with a sentinel for each non-noise run
+    (T5's numbering: when the chunk starts with noise the targets start with that noise and the sentinels count
+    the non-noise runs).
 
     ``tokens`` 10..29, rng 0 -> inputs ``[10 11 199 14 15 16 17 18 19 20 198 22 197 24 25 26 27 28 29 1]``,
     targets ``[199 12 13 198 21 197 23 196 1]`` (the last sentinel stands for the non-noise tail).
@@ -189,8 +191,8 @@ def _check_bert(noise_density: float = 0.15, random_token_prob: float = 0.1, **_
 @register_objective("bert_style", check=_check_bert)
 def bert_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15,
                random_token_prob: float = 0.1) -> dict:
-    """BERT-style (Table 3/4): 15% i.i.d. noise; of it, 90% -> <extra_id_0> (the mask token) and 10% -> a
-    random ordinary token; targets are the whole original chunk.
+    """BERT-style (example in Table 3; scored in Tables 4 and 5): 15% i.i.d. noise; of it, 90% -> <extra_id_0>
+    (the mask token) and 10% -> a random ordinary token; targets are the whole original chunk.
 
     ``tokens`` 10..29, rng 1 -> inputs ``[10 11 199 13 14 15 16 17 18 199 20 21 22 23 24 25 47 27 28 29 1]``
     (26 became the random token 47), targets ``[10 11 ... 29 1]``.
@@ -206,7 +208,7 @@ def bert_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, n
 
 @register_objective("mass_style", check=_check_density)
 def mass_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15) -> dict:
-    """MASS-style (Table 4): every noise token -> <extra_id_0>; targets are the whole original chunk.
+    """MASS-style (Table 5): every noise token -> <extra_id_0>; targets are the whole original chunk.
 
     ``tokens`` 10..29, rng 0 -> inputs ``[10 11 199 199 14 15 16 17 18 19 20 199 22 199 24 25 26 27 28 29 1]``,
     targets ``[10 11 ... 29 1]``.
@@ -218,7 +220,7 @@ def mass_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, n
 
 @register_objective("drop_tokens", check=_check_density)
 def drop_tokens(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15) -> dict:
-    """"Drop corrupted tokens" (Table 4): noise tokens removed from the inputs; targets are the removed tokens.
+    """"Drop corrupted tokens" (Table 5): noise tokens removed from the inputs; targets are the removed tokens.
 
     ``tokens`` 10..29, rng 0 -> inputs ``[10 11 14 15 16 17 18 19 20 22 24 25 26 27 28 29 1]``,
     targets ``[12 13 21 23 1]``.

@@ -1,5 +1,6 @@
 """Objectives that keep the text in order on one side: deshuffling, prefix LM and plain LM (paper Section
-3.3.1, Table 3; Section 3.2.3 for the prefix LM across architectures).
+3.3.1: examples in Table 3, scores in Table 4; Section 3.2.3 and Table 2 for the LM objectives across
+architectures).
 
 Worked examples use ``SimpleVocab(200)``, the chunk ``tokens = 10..19`` (``np.arange(10, 20, dtype=np.int32)``)
 and ``rng = np.random.default_rng(0)``.
@@ -28,7 +29,8 @@ def _check_deshuffle(noise_density: float = 1.0, **_) -> None:
 
 @register_objective("deshuffle", check=_check_deshuffle)
 def deshuffle(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 1.0) -> dict:
-    """Deshuffling (Table 3): inputs are the chunk's tokens shuffled, targets the original chunk.
+    """Deshuffling (example in Table 3; scored in Table 4): inputs are the chunk's tokens shuffled, targets the
+    original chunk.
 
     ``noise_density`` < 1 shuffles only an i.i.d. fraction of the positions among themselves.
     ``tokens`` 10..19, rng 0 -> inputs ``[14 16 12 17 13 15 19 10 18 11 1]``, targets ``[10 11 ... 19 1]``.
@@ -57,8 +59,9 @@ def _prefix_lengths(inputs_length: int, noise_density: float) -> tuple[int, int]
 
 @register_objective("prefix_lm", budget=_prefix_lengths, check=_check_prefix)
 def prefix_lm(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.5) -> dict:
-    """Prefix language modeling (Table 3): split the chunk at a random point; inputs are the prefix, targets
-    the rest. With the default 0.5 the prefix length is uniform in [1, n - 1] (T5's random_prefix_noise_mask);
+    """Prefix language modeling (example in Table 3; scored in Table 4; Table 2's LM objective): split the chunk
+    at a random point; inputs are the prefix, targets the rest. With the default 0.5 the prefix length is
+    uniform in [1, n - 1] (T5's random_prefix_noise_mask);
     a smaller ``noise_density`` is the expected fraction left for the targets (UL2's S-denoiser uses 0.25).
 
     ``tokens`` 10..19, rng 0 -> inputs ``[10 11 12 13 14 15 16 17 1]``, targets ``[18 19 1]``.

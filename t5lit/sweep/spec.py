@@ -18,6 +18,13 @@ A sweep file is YAML over one experiment file (``base:``, relative to the sweep 
     metric: summary.GLUE                 # a dotted path into results.json; summary.average = the table's mean
     columns: [GLUE, SGLUE]               # report columns (default: every summary column the runs produced)
 
+A grid that reproduces one of the paper's tables names it, and each row the published row it reproduces, so
+that the report puts the paper's numbers beside the measured ones (the scorecard; t5lit/paper/)::
+
+    paper_table: 2
+    rows:
+      - {name: enc_dec_denoising, paper_row: enc_dec_denoising, baseline: true, overrides: {}}
+
 Everything is checked before a trial starts: each row (and each space parameter at both ends of its range) is
 resolved with ``load_experiment`` + its overrides into a typed ``Experiment`` and run through the pipeline's
 pre-flight checks (t5lit/checks.py), so a misspelt override path, a bad value inside ``objective_params``
@@ -34,9 +41,9 @@ from typing import Any
 from t5lit.registry import ConfigError, check_choice, check_name, unknown_name_message
 
 TOP_KEYS = ("base", "study", "description", "seeds", "overrides", "rows", "space", "n_trials", "sampler",
-            "pruner", "direction", "metric", "columns", "max_retries")
+            "pruner", "direction", "metric", "columns", "max_retries", "paper_table")
 SEARCH_KEYS = ("space", "n_trials", "sampler", "pruner")
-ROW_KEYS = ("name", "overrides", "baseline", "description")
+ROW_KEYS = ("name", "overrides", "baseline", "description", "paper_row")
 PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
               "categorical": ("type", "choices")}
 SAMPLERS = ("tpe", "random", "grid")
@@ -51,6 +58,7 @@ class Row:
     name: str
     overrides: dict = field(default_factory=dict)
     baseline: bool = False
+    paper_row: str | None = None  # the row of the sweep's paper_table it reproduces
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class SweepSpec:
     columns: tuple[str, ...] = ()
     max_retries: int = 3
     schema: bool = True  # rows are t5lit experiments (False: a runner of your own reads them)
+    paper_table: int | None = None  # the paper's table this grid reproduces (t5lit/paper/tables.yaml)
 
     @property
     def kind(self) -> str:
@@ -136,7 +145,9 @@ class SweepSpec:
         """What a report needs from the sweep file, stored as the study's user attributes."""
         return {"kind": self.kind, "rows": [r.name for r in self.rows], "baseline": self.baseline,
                 "seeds": list(self.seeds), "columns": list(self.columns), "metric": self.metric,
-                "direction": self.direction, "space": [p.name for p in self.space], "total": self.total_trials()}
+                "direction": self.direction, "space": [p.name for p in self.space], "total": self.total_trials(),
+                "paper_table": self.paper_table,
+                "paper_rows": {r.name: r.paper_row for r in self.rows if r.paper_row is not None}}
 
 
 def job_name(row: str, seed: int) -> str:
@@ -167,7 +178,11 @@ def _parse_row(path: Path, i: int, raw: Any) -> Row:
         check_name("row name", name)
     except ConfigError as err:
         raise _fail(path, str(err)) from None
-    return Row(name, _mapping(path, raw.get("overrides"), f"row {name!r} overrides"), bool(raw.get("baseline", False)))
+    paper_row = raw.get("paper_row")
+    if paper_row is not None and not isinstance(paper_row, str):
+        raise _fail(path, f"row {name!r}: paper_row must be the name of a row of the paper's table, got {paper_row!r}")
+    return Row(name, _mapping(path, raw.get("overrides"), f"row {name!r} overrides"), bool(raw.get("baseline", False)),
+               paper_row)
 
 
 def _parse_param(path: Path, name: str, raw: Any) -> Param:
@@ -265,10 +280,34 @@ def _grid_spec(path: Path, raw: dict, common: dict) -> SweepSpec:
         seen.add(r.name)
     if sum(r.baseline for r in rows) > 1:
         raise _fail(path, f"only one row may be the baseline, got {[r.name for r in rows if r.baseline]}")
-    return SweepSpec(rows=rows, **common)
+    return SweepSpec(rows=rows, paper_table=_paper_table(path, raw.get("paper_table"), rows), **common)
+
+
+def _paper_table(path: Path, number: Any, rows: tuple[Row, ...]) -> int | None:
+    """The paper table a grid names, with every row's paper_row checked against it (one line each)."""
+    from t5lit.paper import get_table
+
+    if number is None:
+        named = [r.name for r in rows if r.paper_row is not None]
+        if named:
+            raise _fail(path, f"rows {named} name a paper_row but the sweep names no paper_table")
+        return None
+    try:
+        table = get_table(number)
+        for r in rows:
+            if r.paper_row is not None:
+                try:
+                    table.row(r.paper_row)
+                except ConfigError as err:
+                    raise ConfigError(f"row {r.name!r}: {err}") from None
+    except ConfigError as err:
+        raise _fail(path, str(err)) from None
+    return table.number
 
 
 def _search_spec(path: Path, raw: dict, common: dict) -> SweepSpec:
+    if raw.get("paper_table") is not None:
+        raise _fail(path, "paper_table applies to a grid of named rows ('rows:'), not to a search")
     space_raw = raw["space"]
     if not isinstance(space_raw, dict):
         raise _fail(path, "space must be a mapping of dotted paths to distributions")

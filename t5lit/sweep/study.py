@@ -26,8 +26,8 @@ is older than ``grace_period`` (default ``LOST_AFTER`` = 1.75 intervals) is fail
 within two intervals of its death. A supervisor re-queues the trial of a worker it saw die at once.
 
 Trial user attributes: job, seed, row (grid), attempt, worker (``host:pid``), config (a digest of the
-resolved experiment), failure (reason), summary, scores, val_curves (results.json, so a report needs only
-the storage).
+resolved experiment), failure (reason), and from results.json (so a report needs only the storage): summary,
+scores, val_curves, reported, cost, intervals and, when small enough, examples (per-example scores).
 """
 
 from __future__ import annotations

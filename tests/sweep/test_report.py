@@ -83,3 +83,28 @@ def test_report_errors(tmp_path):
         write_report(study="nope", storage=default_storage(tmp_path, "there"), out_dir=tmp_path)
     with pytest.raises(ConfigError, match="needs a sweep file or --study"):
         write_report(out_dir=tmp_path)
+
+
+def test_curves_over_every_seed_and_cost_columns(tmp_path):
+    from t5lit.sweep.plots import curve_band
+
+    steps, mean, low, high = curve_band([[[10, 3.0], [20, 2.0], [30, 1.5]], [[10, 2.0], [20, 1.0]]])
+    assert steps.tolist() == [10, 20] and mean.tolist() == [2.5, 1.5] and low.tolist() == [2.0, 1.0]
+    assert high.tolist() == [3.0, 2.0] and curve_band([])[0].size == 0
+    store = StudyStorage(default_storage(tmp_path, "c"))
+    study = optuna.create_study(study_name="c", storage=store.storage, direction="maximize")
+    study.set_user_attr("sweep", {"kind": "grid", "rows": ["base", "other"], "baseline": "base", "total": 4})
+    cost = {"parameters": 2.2e8, "flops_per_token": 7.5e8, "train_tokens": 2**35, "train_flops": 2.6e19}
+    for row, seed, glue in [("base", 0, 80.0), ("base", 1, 82.0), ("other", 0, 70.0)]:
+        attrs = {"job": f"{row}-seed{seed}", "row": row, "seed": seed, "summary": {"GLUE": glue},
+                 "val_curves": {"loss": [[10, 3.0 - seed], [20, 2.0 - seed]]}}
+        if row == "base":  # results' cost, as t5lit's pipeline records it
+            attrs["cost"] = cost
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=glue, user_attrs=attrs))
+    rep = write_report(study="c", out_dir=tmp_path)
+    base, other = rep.variants
+    assert [len(r.curves["loss"]) for r in base.runs] == [2, 2]  # both seeds' curves, for the mean and band
+    assert "| Variant | GLUE | Params | FLOPs/token | Tokens |" in rep.markdown
+    assert "| base ★ | **81.00 ± 1.41** | 220.0M | 750.0M | 34.4G |" in rep.markdown
+    assert "| other | 70.00 | – | – | – |" in rep.markdown
+    assert rep.files["curves"].read_bytes()[:4] == b"\x89PNG"
