@@ -38,45 +38,114 @@ def peak_flops(device: torch.device, precision: str, override: float | None = No
     return None
 
 
+def cpu_peak_flops(precision: str, threads: int | None = None) -> float | None:
+    """The nominal dense peak FLOP/s of ``threads`` CPU cores (default: torch's intra-op threads): cores x clock
+    x FLOPs per cycle of the widest vector unit, two FMA units a core (AVX-512: 64 fp32 FLOPs a cycle, AVX2:
+    32; bf16 twice that with AVX512_BF16, 1024 with AMX). A data-sheet-style upper bound read from
+    /proc/cpuinfo (Linux x86; None elsewhere), so a CPU's MFU is a lower bound."""
+    try:
+        info = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return None
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    mhz = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    if not mhz or not flags & {"avx2", "avx512f"}:
+        return None
+    per_cycle = 64.0 if "avx512f" in flags else 32.0  # fp32: lanes (16 | 8) x 2 (FMA) x 2 units
+    if "16" in str(precision):
+        per_cycle = 1024.0 if "amx_bf16" in flags else (2 * per_cycle if "avx512_bf16" in flags else per_cycle)
+    return (threads or torch.get_num_threads()) * max(mhz) * 1e6 * per_cycle
+
+
 class ThroughputMonitor(L.Callback):
-    """Logs ``perf/tokens_per_sec``, ``perf/examples_per_sec`` and ``perf/mfu`` every ``log_every`` steps.
+    """Logs ``perf/tokens_per_sec``, ``perf/examples_per_sec``, ``perf/flops_per_sec`` and ``perf/mfu`` every
+    ``log_every`` training steps and at the end of the stage (so that a stage shorter than ``log_every`` logs
+    them too), straight to the trainer's loggers at the global step: Lightning's own logging cadence
+    (``log_every_n_steps``) would drop the values of steps that do not fall on it.
 
-    Token counts come from the batch shapes (no host synchronisation); time is measured between optimizer
-    steps, so with CUDA's asynchronous queue the average over ``log_every`` steps is right while single
-    steps are not. The first ``warmup`` steps (compilation) are skipped."""
+    Token counts come from the batch shapes (no host synchronisation). A step's time runs from the end of the
+    previous step to its own end (data loading included); the step after a validation is not timed (its
+    interval holds the validation), nor are the first ``warmup`` steps (compilation). With CUDA's asynchronous
+    queue the average over a window is right while single steps are not. MFU divides the model FLOPs
+    (``ArchSpec.train_flops``) by the device's peak: a GPU's data-sheet figure, on CPU the nominal vector peak
+    of the threads in use (``cpu_peak_flops``), or ``peak_flops`` when given.
 
-    def __init__(self, log_every: int = 50, warmup: int = 2, peak_flops: float | None = None):
-        self.log_every, self.warmup, self.peak_override = log_every, warmup, peak_flops
-        self._t0: float | None = None
-        self._tokens = self._rows = 0
+    ``progress``: a JSON file that gets ``{"stage", "step", "max_steps", "time"}`` at the start, every
+    ``progress_every`` seconds and at the end of the stage (``t5lit sweep run`` shows it in its progress line)."""
+
+    def __init__(self, log_every: int = 50, warmup: int = 2, peak_flops: float | None = None,
+                 progress: str | None = None, stage: str = "", progress_every: float = 5.0):
+        self.log_every, self.warmup, self.peak_override = max(1, int(log_every)), warmup, peak_flops
+        self.progress, self.stage, self.progress_every = progress, stage, progress_every
+        self._last: float | None = None  # end of the previous step; None: the next step is not timed
+        self._time = 0.0
+        self._tokens = self._rows = self._timed = 0
         self._flops = 0.0
         self._steps = 0
         self._peak: float | None = None
+        self._written = 0.0
 
     def on_train_start(self, trainer, pl_module):
-        self._peak = peak_flops(pl_module.device, str(trainer.precision), self.peak_override)
+        if pl_module.device.type == "cpu":
+            self._peak = self.peak_override or cpu_peak_flops(str(trainer.precision))
+        else:
+            self._peak = peak_flops(pl_module.device, str(trainer.precision), self.peak_override)
+        self._write_progress(trainer, force=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
         self._steps += 1
-        if self._steps <= self.warmup:
-            self._t0 = time.perf_counter()
+        if self._last is not None and self._steps > self.warmup:
+            rows, in_len, tgt_len = pl_module.batch_geometry(batch)
+            cfg = pl_module.config
+            self._rows += rows
+            self._tokens += rows * (in_len + tgt_len)
+            self._flops += rows * cfg.spec.train_flops(cfg, in_len, tgt_len)  # (cfg, encoder len, decoder len)
+            self._time += now - self._last
+            self._timed += 1
+        self._last = now
+        if self._timed >= self.log_every:
+            self._log(trainer, pl_module)
+        self._write_progress(trainer)
+
+    def on_validation_start(self, trainer, pl_module):
+        self._last = None
+
+    def on_validation_end(self, trainer, pl_module):
+        self._last = None
+
+    def on_train_end(self, trainer, pl_module):
+        if self._timed:
+            self._log(trainer, pl_module)
+        self._write_progress(trainer, force=True)
+
+    def _log(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        dt = max(self._time, 1e-9)
+        world = trainer.world_size
+        metrics = {"perf/tokens_per_sec": self._tokens * world / dt, "perf/examples_per_sec": self._rows * world / dt,
+                   "perf/flops_per_sec": self._flops * world / dt}
+        if self._peak:
+            metrics["perf/mfu"] = self._flops / dt / self._peak
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        self._time, self._tokens, self._rows, self._flops, self._timed = 0.0, 0, 0, 0.0, 0
+
+    def _write_progress(self, trainer, force: bool = False) -> None:
+        if not self.progress or not trainer.is_global_zero:
             return
-        rows, in_len, tgt_len = pl_module.batch_geometry(batch)
-        self._rows += rows
-        self._tokens += rows * (in_len + tgt_len)
-        cfg = pl_module.config
-        self._flops += rows * cfg.spec.train_flops(cfg, in_len, tgt_len)  # (cfg, encoder length, decoder length)
-        if (self._steps - self.warmup) % self.log_every == 0 and self._t0 is not None:
-            if pl_module.device.type == "cuda":
-                torch.cuda.synchronize(pl_module.device)
-            dt = time.perf_counter() - self._t0
-            world = trainer.world_size
-            metrics = {"perf/tokens_per_sec": self._tokens * world / dt,
-                       "perf/examples_per_sec": self._rows * world / dt}
-            if self._peak:
-                metrics["perf/mfu"] = self._flops / dt / self._peak
-            pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
-            self._t0, self._tokens, self._rows, self._flops = time.perf_counter(), 0, 0, 0.0
+        now = time.time()
+        if force or now - self._written >= self.progress_every:
+            from t5lit.io import atomic_write_json
+
+            try:
+                atomic_write_json(self.progress, {"stage": self.stage, "step": int(trainer.global_step),
+                                                  "max_steps": int(trainer.max_steps), "time": now})
+            except OSError:  # progress is a courtesy: never fail a run over it
+                pass
+            self._written = now
 
 
 class NonFiniteLossGuard(L.Callback):

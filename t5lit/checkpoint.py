@@ -109,13 +109,27 @@ def model_weights(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Copy the model weights of the t5lit checkpoint ``path`` into ``model`` (e.g. fine-tuning from a
-    pre-trained run). Names and shapes must match exactly; else a one-line ConfigError names the differences."""
-    weights = model_weights(read_checkpoint(path))
-    problems = weight_problems({k: tuple(v.shape) for k, v in model.state_dict().items()}, weights)
+    pre-trained run). Names and shapes must match exactly; else a one-line ConfigError names the differences.
+
+    One difference is accepted: a model with adapters (``adapter_dim``, Table 10) loads a checkpoint without
+    any (a pre-trained model): every other weight must match, and the adapters keep their initialisation (the
+    identity). A checkpoint with adapters loads only into a model with adapters of the same width."""
+    from t5lit.model.architectures import adapter_weight_names
+
+    ckpt = read_checkpoint(path)
+    weights = model_weights(ckpt)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs, mine = model_config(ckpt).get("adapter_dim", 0), getattr(getattr(model, "cfg", None), "adapter_dim", 0)
+    if theirs and theirs != mine:
+        raise ConfigError(f"{path} holds adapter layers of width {theirs} (fine-tuned with finetune.method: "
+                          f"adapters); start from it with method adapters and adapter_dim {theirs}, not "
+                          + (f"adapter_dim {mine}" if mine else "without adapters"))
+    fresh = set(adapter_weight_names(model)) if mine and not theirs else set()  # kept at their initialisation
+    problems = weight_problems({k: v for k, v in own.items() if k not in fresh}, weights)
     if problems:
         raise ConfigError(f"the weights of {path} do not fit this model: {problems} "
                           "(the checkpoint's model config differs: check preset/arch/model overrides)")
-    model.load_state_dict(weights, strict=True)
+    model.load_state_dict(weights, strict=not fresh)  # every name but the fresh adapters' was checked above
 
 
 def save_trainer_checkpoint(trainer, path: str | os.PathLike) -> Path:
@@ -132,10 +146,11 @@ def save_trainer_checkpoint(trainer, path: str | os.PathLike) -> Path:
 
 
 def save_hf(weights: Mapping[str, torch.Tensor], config: ModelConfig | Mapping[str, Any],
-            out_dir: str | os.PathLike) -> Path:
+            out_dir: str | os.PathLike, files: Mapping[str, bytes] | None = None) -> Path:
     """Write t5lit model weights (``model.state_dict()`` or ``model_weights(ckpt)``) as a Hugging Face T5
     directory that ``T5ForConditionalGeneration.from_pretrained(out_dir)`` loads (config.json,
-    generation_config.json, model.safetensors). Encoder-decoder only (else a ConfigError). Returns the
+    generation_config.json, model.safetensors), with ``files`` (name -> bytes: the tokenizer's files and the
+    model card, t5lit/export.py) beside them. Encoder-decoder only (else a ConfigError). Returns the
     directory."""
     from t5lit.model.hf import hf_model_from_state_dict
 
@@ -154,6 +169,8 @@ def save_hf(weights: Mapping[str, torch.Tensor], config: ModelConfig | Mapping[s
         raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
     try:
         hf.save_pretrained(stage)
+        for name, data in (files or {}).items():
+            (stage / name).write_bytes(data)
         if out.exists():
             for item in stage.iterdir():
                 os.replace(item, out / item.name)
@@ -225,3 +242,78 @@ def import_hf(path_or_model, **overrides) -> tuple[nn.Module, ModelConfig]:
         return load_hf(path_or_model, **overrides)
     raise ConfigError(f"import_hf takes a T5ForConditionalGeneration, a directory or a hub name; "
                       f"got {type(path_or_model).__name__}")
+
+
+# ------------------------------------------------------------------------------------------ model.init_from
+# The ModelConfig fields a Hugging Face T5 config decides (shapes and functions of the weights); the rest (dropout,
+# attention backend, ...) stay the experiment's own.
+HF_INIT_FIELDS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_encoder_layers", "num_decoder_layers",
+                  "ffn", "relative_attention_num_buckets", "relative_attention_max_distance", "tie_word_embeddings")
+
+
+def _hf_reason(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def hf_init_config(path_or_name: str) -> ModelConfig:
+    """The ModelConfig of a Hugging Face T5 (a local directory, or a hub name: its config.json only, no
+    weights); one line when it cannot be read: not a directory and the hub unreachable (offline), or no T5."""
+    from transformers import AutoConfig
+
+    from t5lit.model.hf import config_from_hf
+
+    name = os.fspath(path_or_name)
+    local = Path(os.path.expanduser(name))
+    if local.exists() and not (local / "config.json").is_file():
+        raise ConfigError(f"model.init_from {name}: not a Hugging Face model directory (no config.json); give one "
+                          "written by transformers' save_pretrained or `t5lit export-hf`")
+    try:
+        hf_cfg = AutoConfig.from_pretrained(str(local) if local.exists() else name)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.init_from {name!r}: not a local directory, and the Hugging Face hub cannot be "
+                          f"reached for it ({_hf_reason(err)}); offline, give a directory written by transformers' "
+                          "save_pretrained or `t5lit export-hf`") from None
+    try:
+        return config_from_hf(hf_cfg)
+    except ConfigError as err:
+        raise ConfigError(f"model.init_from {name}: {err}") from None
+
+
+def check_hf_init(path_or_name: str, cfg: ModelConfig, preset: str | None = None) -> ModelConfig:
+    """The HF model's config, when its weights fit a model of ``cfg``; else one line naming the fields that
+    differ and, when one matches, the preset to use."""
+    from t5lit.config import PRESETS, preset_config
+
+    theirs = hf_init_config(path_or_name)
+    diff = [f"{f} {getattr(theirs, f)} (the model's: {getattr(cfg, f)})" for f in HF_INIT_FIELDS
+            if getattr(theirs, f) != getattr(cfg, f)]
+    if cfg.arch != "encoder_decoder" or cfg.share_encoder_decoder or cfg.adapter_dim:
+        diff.append("an unshared encoder_decoder without adapters")
+    if diff:
+        same = [p for p in PRESETS.names() if all(getattr(preset_config(p), f) == getattr(theirs, f)
+                                                  for f in HF_INIT_FIELDS)]
+        hint = f"set model.preset: {same[0]}" if same else "set model.overrides to its values"
+        raise ConfigError(f"model.init_from {path_or_name}: its config does not fit the model"
+                          f"{f' (preset {preset})' if preset else ''}: {'; '.join(diff[:4])}; {hint}")
+    return theirs
+
+
+def load_hf_init(model: nn.Module, path_or_name: str, cfg: ModelConfig) -> None:
+    """Copy the weights of a Hugging Face T5 (directory or hub name) into ``model``, a t5lit model of ``cfg``
+    (``check_hf_init`` first); the weights are converted with ``t5lit.model.hf.state_dict_from_hf``."""
+    from transformers import T5ForConditionalGeneration
+
+    from t5lit.model.hf import state_dict_from_hf
+
+    check_hf_init(path_or_name, cfg)
+    name = os.fspath(path_or_name)
+    local = Path(os.path.expanduser(name))
+    try:
+        hf = T5ForConditionalGeneration.from_pretrained(str(local) if local.exists() else name)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.init_from {name!r}: cannot load its weights ({_hf_reason(err)})") from None
+    sd = {k: v.detach().float() for k, v in state_dict_from_hf(hf.state_dict(), cfg).items()}
+    problems = weight_problems({k: tuple(v.shape) for k, v in model.state_dict().items()}, sd)
+    if problems:
+        raise ConfigError(f"model.init_from {name}: its weights do not fit the model: {problems}")
+    model.load_state_dict(sd, strict=True)

@@ -9,7 +9,10 @@ at the world or at several sections together, for every stage of the plan, befor
   has, or one breaking its own length budget, fails here and not hours in); the architecture's features;
 - each fine-tuning or evaluate stage's tasks, and the official files its ``data_dir`` must hold, read whole (a
   label out of range or a truncated line fails here, naming its file and line);
-- the trainer's accelerator exists, and the run directory can be created.
+- each fine-tuning stage's method (Table 10) against the model: adapters against the stage it starts from,
+  gradual unfreezing's schedule against the depth and the steps (and what trains is printed);
+- the trainer's accelerator exists, a sharded strategy's optimizer and precision, and the run directory can
+  be created.
 
 Nothing is written: an experiment that fails its checks leaves no trace on disk.
 """
@@ -30,7 +33,14 @@ SYNTHETIC_EXAMPLES = 8  # chunks run through each pre-training objective by the 
 def check_experiment(exp: Experiment, run_dir: str | Path | None = None) -> None:
     """Raise a one-line ConfigError for the first problem found; return quietly when the experiment can run."""
     model_cfg = exp.model.config()
+    if model_cfg.adapter_dim:
+        raise ConfigError("model.overrides.adapter_dim: adapters are a fine-tuning method (Table 10); set "
+                          "finetune.method: adapters and finetune.adapter_dim instead")
     vocab = check_vocabulary(exp.model.vocab, model_cfg.vocab_size)
+    if exp.model.init_from:
+        from t5lit.checkpoint import check_hf_init
+
+        check_hf_init(exp.model.init_from, model_cfg, exp.model.preset)
     for stage in exp.plan():
         try:
             if stage.kind == "pretrain":
@@ -38,12 +48,14 @@ def check_experiment(exp: Experiment, run_dir: str | Path | None = None) -> None
             elif stage.kind == "finetune":
                 _check_tasks(stage, stage.settings.data_dir, stage.settings.data_dirs, ("train", "validation"))
                 _check_lengths(exp.model.arch, stage.settings.inputs_length, stage.settings.targets_length)
+                _check_finetune_method(stage, exp)
             else:
                 fin = exp.finetune
                 _check_tasks(stage, fin.data_dir if fin else None, fin.data_dirs if fin else {}, ("validation",))
         except ConfigError as err:
             raise ConfigError(f"stage {stage.name!r}: {err}") from None
     _check_trainer(exp)
+    _check_sharding(exp)
     if run_dir is not None:
         check_output_dir(Path(run_dir))
 
@@ -105,6 +117,28 @@ def _check_pretrain(stage: Stage, exp: Experiment, vocab) -> None:
     chunks = rng.integers(low, high, size=(SYNTHETIC_EXAMPLES, features.budget.raw), dtype=np.int64).astype(np.int32)
     rngs = [np.random.default_rng((exp.seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
     features.features(features.examples(chunks, rngs, vocab))  # the model features of a batch, as training makes
+    _check_pretrain_data(p, exp, features.budget.raw)
+    check_corpus(p.corpus, p.corpus_options, probe=True)  # its first document: reachable, not empty
+
+
+def _devices(exp: Experiment) -> int | None:
+    """The training processes (devices x nodes), when the trainer section says how many."""
+    devices = exp.trainer.devices
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices if isinstance(devices, int) else None
+    return None if count is None or count < 1 else count * exp.trainer.num_nodes
+
+
+def _check_pretrain_data(p, exp: Experiment, raw: int) -> None:
+    """The lanes split between every device's DataLoader workers; a capped corpus holds at least one batch."""
+    world = _devices(exp)
+    workers = max(1, p.num_workers)
+    if world is not None and p.lanes % (world * workers):
+        raise ConfigError(f"pretrain.lanes ({p.lanes}) must be a multiple of devices x num_workers ({world} x "
+                          f"{workers}): each DataLoader worker of each device reads whole lanes; set pretrain.lanes "
+                          f"to {world * workers * max(1, -(-p.lanes // (world * workers)))}")
+    if p.max_tokens is not None and p.max_tokens < p.batch_size * raw:
+        raise ConfigError(f"pretrain.max_tokens ({p.max_tokens:,}) is less than one batch: {p.batch_size} chunks of "
+                          f"{raw} tokens ({p.batch_size * raw:,} tokens); raise max_tokens or lower batch_size")
 
 
 def _check_tasks(stage: Stage, data_dir, data_dirs: dict, splits: tuple[str, ...]) -> None:
@@ -130,6 +164,61 @@ def _check_lengths(arch: str, inputs_length: int, targets_length: int) -> None:
     from t5lit.features import converter_for
 
     converter_for(arch, inputs_length, targets_length)
+
+
+def _check_finetune_method(stage: Stage, exp: Experiment) -> None:
+    """A fine-tuning method (Section 3.5.1, Table 10) against the model and the stage it starts from; prints
+    what trains (``t5lit check`` shows it, and so does a run as it starts). Adapters: the stage it starts from
+    holds no adapters, or adapters of the same width. Gradual unfreezing: every block of the deepest stack
+    starts training within the stage's steps."""
+    import torch
+
+    from t5lit.callbacks import GradualUnfreezing
+    from t5lit.model.architectures import build_model, freeze_all_but_adapters, parameter_counts
+
+    f, cfg = stage.settings, exp.model.config()
+    source = next((s for s in exp.plan() if s.name == stage.init), None)
+    before = source.settings.adapter_dim if source is not None and source.kind == "finetune" else None
+    if before and before != f.adapter_dim:
+        raise ConfigError(f"it starts from stage {source.name!r}, fine-tuned with adapters of width {before}: set "
+                          f"method: adapters and adapter_dim: {before}")
+    if f.method == "adapters":
+        with torch.device("meta"):
+            model = build_model(cfg.replace(adapter_dim=f.adapter_dim))
+        freeze_all_but_adapters(model)
+        trainable, total = parameter_counts(model)
+        print(f"# stage {stage.name!r}: adapters of width {f.adapter_dim} after every feed-forward network: "
+              f"{trainable:,d} of {total:,d} parameters train ({100 * trainable / total:.2f}%)")
+    elif f.method == "gradual_unfreezing":
+        blocks = max(cfg.num_encoder_layers, cfg.num_decoder_layers)
+        starts = GradualUnfreezing.schedule(f.steps, blocks, f.unfreeze_every)
+        if starts[-1] >= f.steps:
+            raise ConfigError(f"finetune.unfreeze_every {f.unfreeze_every} does not fit {blocks} blocks per stack in "
+                              f"{f.steps} steps: the bottom block would start at step {starts[-1]}; use at most "
+                              f"{(f.steps - 1) // max(1, blocks - 1)}, or null for steps / blocks")
+        print(f"# stage {stage.name!r}: gradual unfreezing of {blocks} blocks per stack from the top, starting at "
+              f"steps {', '.join(map(str, starts))} of {f.steps}")
+
+
+def _check_sharding(exp: Experiment) -> None:
+    """``trainer.strategy: fsdp_blocks`` (t5lit/fsdp.py): AdamW in every training stage (torch's Adafactor
+    factors a weight's second moment over rows and columns that a shard does not hold whole) and a precision
+    Lightning's ModelParallelStrategy takes; Lightning's own ``fsdp`` needs CUDA."""
+    from t5lit.fsdp import PRECISIONS, STRATEGY
+
+    strategy, accelerator = str(exp.trainer.strategy), str(exp.trainer.accelerator)
+    if strategy in ("fsdp", "fsdp_cpu_offload") and accelerator == "cpu":
+        raise ConfigError(f"trainer.strategy {strategy!r} (Lightning's FSDP) needs a CUDA device; use "
+                          f"trainer.strategy: {STRATEGY}, which shards on CPU too")
+    if strategy != STRATEGY:
+        return
+    for stage in exp.plan():
+        if stage.kind != "evaluate" and stage.settings.optimizer != "adamw":
+            raise ConfigError(f"stage {stage.name!r}: trainer.strategy {STRATEGY} needs {stage.kind}.optimizer: adamw "
+                              f"(Adafactor's factored statistics need whole weights, which a shard does not hold)")
+    if str(exp.trainer.precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.strategy {STRATEGY} takes trainer.precision {', '.join(PRECISIONS)}; got "
+                          f"{exp.trainer.precision!r}")
 
 
 def _check_trainer(exp: Experiment) -> None:

@@ -4,11 +4,12 @@
     t5lit fit --config EXPERIMENT [--stage NAME] [--section.key value ...] [--print_config]   one stage
     t5lit check EXPERIMENT_OR_SWEEP [path.to.key=value ...]         every check a run makes, then the config
     t5lit sweep run|status|report SWEEP [...]
-    t5lit eval --checkpoint CKPT --task NAME|MIXTURE [--data_dir DIR]
+    t5lit eval --checkpoint CKPT [CKPT ...] --task NAME|MIXTURE [--data_dir DIR]    several: their ensemble
+    t5lit predict --checkpoint CKPT|STAGE_DIR [...] --task glue|super_glue|NAME ... --out DIR   test-set files
     t5lit list presets|architectures|objectives|tasks|mixtures|corpora
     t5lit vocab train --corpus NAME [--option KEY=VALUE ...] --size N --out PATH
     t5lit data show --objective NAME [--text ...]
-    t5lit export-hf CKPT DIR
+    t5lit export-hf CKPT DIR [--vocab SPM]                           weights, tokenizer, model card
 
 Every command reads experiments through one schema (t5lit/schema.py). Errors a user can cause print one
 line and exit with code 2.
@@ -49,23 +50,21 @@ def usage_error(prog: str, message: str):
 
 
 def list_main(kind: str) -> None:
+    """``t5lit list KIND``: the names a config may use. Presets and architectures are listed without importing
+    torch or the model (their numbers and names are read as data), so the command answers at once."""
     if kind == "presets":
-        import torch
+        from dataclasses import fields
 
-        from t5lit.config import PRESETS, preset_config
-        from t5lit.model.architectures import build_model, count_parameters
+        from t5lit.config import PRESETS, ModelConfig, preset_parameters
 
         for name in PRESETS.names():
-            cfg = preset_config(name)
-            with torch.device("meta"):
-                n = count_parameters(build_model(cfg))
-            print(f"{name:14s} {n:>13,d} params  d_model={cfg.d_model} layers={cfg.num_encoder_layers}+"
-                  f"{cfg.num_decoder_layers} heads={cfg.num_heads} d_ff={cfg.d_ff} ffn={cfg.ffn}")
+            cfg = {f.name: f.default for f in fields(ModelConfig)} | PRESETS.get(name)
+            print(f"{name:14s} {preset_parameters(name):>13,d} params  d_model={cfg['d_model']} "
+                  f"layers={cfg['num_encoder_layers']}+{cfg['num_decoder_layers']} heads={cfg['num_heads']} "
+                  f"d_ff={cfg['d_ff']} ffn={cfg['ffn']}")
         return
     if kind == "architectures":
-        from t5lit.config import ARCHITECTURES
-
-        names = ARCHITECTURES.names()
+        names = architecture_names()
     elif kind == "objectives":
         from t5lit.objectives import OBJECTIVES
 
@@ -87,6 +86,27 @@ def list_main(kind: str) -> None:
 
         raise ConfigError(unknown_name_message("list kind", kind, sorted(LIST_KINDS)))
     print("\n".join(names))
+
+
+def architecture_names() -> list[str]:
+    """The registered architectures in registration order. The built-in ones are read from the
+    ``register_architecture(ArchSpec("name", ...))`` calls of t5lit/model/architectures.py without importing
+    it (it imports torch: seconds); a plug-in package (the ``t5lit.architectures`` entry points) is imported as
+    usual. tests/test_cli.py checks that this equals ``ARCHITECTURES.names()``."""
+    import ast
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    if entry_points(group="t5lit.architectures"):
+        from t5lit.config import ARCHITECTURES
+
+        return ARCHITECTURES.names()
+    spec = find_spec("t5lit.model")
+    source = open(f"{spec.submodule_search_locations[0]}/architectures.py", encoding="utf-8").read()
+    return [call.args[0].args[0].value for call in ast.walk(ast.parse(source))
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "register_architecture"
+            and call.args and isinstance(call.args[0], ast.Call) and call.args[0].args
+            and isinstance(call.args[0].args[0], ast.Constant)]
 
 
 def data_show(objective: str, text: str | None, params: list[str], inputs_length: int, vocab_spec: str,
@@ -282,13 +302,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", default=None, help="the storage URL the sweep ran with (default: its journal)")
     r.add_argument("--out", default="runs/sweeps", help="the --out the sweep ran with")
 
-    s = sub.add_parser("eval", help="score a checkpoint on a task or mixture")
-    s.add_argument("--checkpoint", required=True, help="a t5lit .ckpt (e.g. runs/x/finetune/glue/best-glue_rte.ckpt)")
+    s = sub.add_parser("eval", help="score a checkpoint (or the ensemble of several) on a task or mixture")
+    s.add_argument("--checkpoint", required=True, nargs="+", help="a t5lit .ckpt (e.g. runs/x/finetune/glue/"
+                   "best-glue_rte.ckpt); several: their ensemble (same architecture and vocabulary)")
     s.add_argument("--task", required=True, help="a task or mixture name (t5lit list tasks)")
     s.add_argument("--data_dir", default=None, help="the official files of the task (default: the hub)")
     s.add_argument("--vocab", default="builtin", help="vocabulary when the checkpoint does not name one")
     s.add_argument("--batch_size", type=int, default=32, help="examples decoded at once")
     s.add_argument("--max_examples", type=int, default=None, help="score only the first N of each task")
+    s.add_argument("--num_beams", type=int, default=None, help="beam size (default: the checkpoint's, or the task's)")
+    s.add_argument("--inputs_length", type=int, default=None, help="truncate inputs (default: the checkpoint's)")
+    s.add_argument("--targets_length", type=int, default=None, help="truncate targets (default: the checkpoint's)")
+    s.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
+
+    s = sub.add_parser("predict", help="test-set predictions in each benchmark's submission format (Table 14)")
+    s.add_argument("--checkpoint", required=True, nargs="+", help="a .ckpt, or a fine-tuning stage's directory (each "
+                   "task predicted by its best-<task>.ckpt); several: their ensemble")
+    s.add_argument("--task", required=True, nargs="+", help="glue, super_glue (their leaderboards' files, diagnostics "
+                   "included), or tasks and mixtures")
+    s.add_argument("--out", required=True,
+                   help="the folder to write (glue/*.tsv, super_glue/*.jsonl, <task>.txt, zips)")
+    s.add_argument("--data_dir", action="append", default=[], metavar="DIR | NAME=DIR",
+                   help="the official files: for every task, or for one task, mixture or benchmark (repeatable)")
+    s.add_argument("--split", default="test", help="the split to predict (default: test)")
+    s.add_argument("--vocab", default="builtin", help="vocabulary when the checkpoint does not name one")
+    s.add_argument("--batch_size", type=int, default=32, help="examples decoded at once")
+    s.add_argument("--max_examples", type=int, default=None, help="predict only the first N of each task")
     s.add_argument("--num_beams", type=int, default=None, help="beam size (default: the checkpoint's, or the task's)")
     s.add_argument("--inputs_length", type=int, default=None, help="truncate inputs (default: the checkpoint's)")
     s.add_argument("--targets_length", type=int, default=None, help="truncate targets (default: the checkpoint's)")
@@ -314,22 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--vocab", default="builtin", help="builtin, builtin:<pieces> or a .model file")
     r.add_argument("--seed", type=int, default=0, help="the example's random generator seed")
 
-    s = sub.add_parser("export-hf", help="write a checkpoint as a transformers T5ForConditionalGeneration dir")
-    s.add_argument("checkpoint", help="a t5lit .ckpt")
-    s.add_argument("out_dir", help="the directory to write")
+    s = sub.add_parser("export-hf", help="write a checkpoint as a Hugging Face model directory: weights, tokenizer, "
+                       "model card (AutoModelForSeq2SeqLM / AutoTokenizer / pipeline load it)")
+    s.add_argument("checkpoint", help="a t5lit .ckpt of an encoder-decoder, e.g. runs/x/pretrain/final.ckpt")
+    s.add_argument("out_dir", help="the directory to write (created; files of the same name are replaced)")
+    s.add_argument("--vocab", default=None, help="the SentencePiece .model (or builtin, builtin:<pieces>) when the "
+                   "checkpoint's own vocabulary is not found here")
     return p
 
 
-def export_hf_main(checkpoint: str, out_dir: str) -> None:
-    from t5lit.checkpoint import model_config, model_weights, read_checkpoint, save_hf
-    from t5lit.config import ModelConfig
+def export_hf_main(checkpoint: str, out_dir: str, vocab: str | None = None) -> None:
+    from t5lit.export import export_checkpoint
 
-    ckpt = read_checkpoint(checkpoint)
-    cfg = ModelConfig.from_dict(model_config(ckpt))
-    if cfg.spec.hf_class is None:
-        raise ConfigError(f"export-hf: arch {cfg.arch!r} has no transformers equivalent: {cfg.spec.no_hf_reason}")
-    save_hf(model_weights(ckpt), cfg, out_dir)
-    print(f"wrote {out_dir} (load it with {cfg.spec.hf_class}.from_pretrained)")
+    out = export_checkpoint(checkpoint, out_dir, vocab)
+    print(f"wrote {out}: the model (T5ForConditionalGeneration), its tokenizer and a model card (README.md); "
+          f"AutoModelForSeq2SeqLM.from_pretrained and AutoTokenizer.from_pretrained load it")
 
 
 def dispatch(argv: list[str]) -> None:
@@ -361,6 +399,12 @@ def dispatch(argv: list[str]) -> None:
         evaluate_checkpoint(ns.checkpoint, ns.task, data_dir=ns.data_dir, vocab=ns.vocab, batch_size=ns.batch_size,
                             max_examples=ns.max_examples, num_beams=ns.num_beams, accelerator=ns.accelerator,
                             inputs_length=ns.inputs_length, targets_length=ns.targets_length)
+    elif ns.command == "predict":
+        from t5lit.predict import predict
+
+        predict(ns.checkpoint, ns.task, ns.out, data_dir=ns.data_dir, split=ns.split, vocab=ns.vocab,
+                batch_size=ns.batch_size, max_examples=ns.max_examples, num_beams=ns.num_beams,
+                inputs_length=ns.inputs_length, targets_length=ns.targets_length, accelerator=ns.accelerator)
     elif ns.command == "vocab":
         from itertools import islice
 
@@ -374,7 +418,7 @@ def dispatch(argv: list[str]) -> None:
     elif ns.command == "data":
         data_show(ns.objective, ns.text, ns.param, ns.inputs_length, ns.vocab, ns.seed)
     elif ns.command == "export-hf":
-        export_hf_main(ns.checkpoint, ns.out_dir)
+        export_hf_main(ns.checkpoint, ns.out_dir, ns.vocab)
 
 
 def sweep_main(ns) -> None:
@@ -389,7 +433,10 @@ def sweep_main(ns) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from t5lit.logs import quiet_known_warnings
+
     argv = sys.argv[1:] if argv is None else argv
+    quiet_known_warnings()  # Lightning's known-harmless warnings and tips (t5lit/logs.py)
     try:
         dispatch(argv)
     except ConfigError as err:

@@ -96,6 +96,9 @@ class ModelConfig:
     attention: str = "sdpa"  # sdpa | flex (CUDA) | eager (reference)
     layer_norm_epsilon: float = 1e-6
     initializer_factor: float = 1.0  # scales T5's initialisation (as transformers' T5 does)
+    # Inner width d of an adapter after every block's feed-forward network (Section 3.5.1, Table 10); 0: none.
+    # Set by a fine-tuning stage with finetune.method: adapters, so checkpoints rebuild the adapters.
+    adapter_dim: int = 0
 
     def __post_init__(self):
         check_choice("arch", self.arch, sorted(ARCHITECTURES.names()))
@@ -106,6 +109,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.adapter_dim, int) or isinstance(self.adapter_dim, bool) or self.adapter_dim < 0:
+            raise ConfigError(f"ModelConfig.adapter_dim must be an integer >= 0 (0: no adapters), got "
+                              f"{self.adapter_dim!r}")
         if not isinstance(self.num_encoder_layers, int) or self.num_encoder_layers < 0:
             raise ConfigError(
                 f"ModelConfig.num_encoder_layers must be an integer >= 0, got {self.num_encoder_layers!r}")
@@ -202,6 +208,22 @@ PRESETS.add("t5.1.1-base", dict(d_model=768, d_kv=64, d_ff=2048, num_heads=12, n
 PRESETS.add("t5.1.1-large", dict(d_model=1024, d_kv=64, d_ff=2816, num_heads=16, num_encoder_layers=24,
                                  num_decoder_layers=24, ffn="gated-gelu", tie_word_embeddings=False,
                                  dropout_rate=0.0))
+# T5 1.1 XL and XXL: the released configs (google/t5-v1_1-xl and google/t5-v1_1-xxl config.json:
+# d_model 2048 / 4096, d_ff 5120 / 10240, 32 / 64 heads of 64, 24+24 blocks, gated-gelu, untied);
+# 2,849,757,184 and 11,135,332,352 parameters. Dropout as the other T5 1.1 presets (0 in pre-training).
+PRESETS.add("t5.1.1-xl", dict(d_model=2048, d_kv=64, d_ff=5120, num_heads=32, num_encoder_layers=24,
+                              num_decoder_layers=24, ffn="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0))
+PRESETS.add("t5.1.1-xxl", dict(d_model=4096, d_kv=64, d_ff=10240, num_heads=64, num_encoder_layers=24,
+                               num_decoder_layers=24, ffn="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0))
+# T5 1.0 3B and 11B (paper Section 3.7, Table 14: "3B" uses d_ff 16,384 and 32-headed attention, "11B" d_ff
+# 65,536 and 128 heads, both d_kv 128 on d_model 1024 with Large's 24+24 blocks), as in the released configs
+# (google-t5/t5-3b and google-t5/t5-11b config.json); 2,851,598,336 and 11,307,321,344 parameters. These four
+# do not train on one GPU (fp32 weights, gradients and AdamW states: 16 bytes a parameter, 45 GB for 3B, 180 GB
+# for 11B, before activations): shard them with trainer.strategy: fsdp_blocks (t5lit/fsdp.py).
+PRESETS.add("t5-3b", dict(d_model=1024, d_kv=128, d_ff=16384, num_heads=32, num_encoder_layers=24,
+                          num_decoder_layers=24))
+PRESETS.add("t5-11b", dict(d_model=1024, d_kv=128, d_ff=65536, num_heads=128, num_encoder_layers=24,
+                           num_decoder_layers=24))
 
 
 def preset_config(name: str, **overrides) -> ModelConfig:
@@ -218,5 +240,24 @@ def preset_config(name: str, **overrides) -> ModelConfig:
     return ModelConfig(**values)
 
 
-__all__ = ["ModelConfig", "PRESETS", "preset_config", "ArchSpec", "ARCHITECTURES", "FFN_KINDS",
+def preset_parameters(name: str) -> int:
+    """The number of unique parameters of the preset ``name``'s encoder-decoder, counted from its numbers (no
+    model built, no torch imported: ``t5lit list presets`` answers at once); equal to ``count_parameters`` of
+    the built model (tests/test_config.py checks every preset)::
+
+        embedding V*d (+ an untied output layer V*d); per encoder block: attention 4*d*h*dk, FFN (2 or 3)*d*d_ff,
+        2 norms d; per decoder block: 2 attentions, the FFN, 3 norms; per stack a relative bias (buckets x heads)
+        and a final norm d.
+    """
+    values = {f.name: f.default for f in fields(ModelConfig)} | PRESETS.get(name)
+    d, inner, d_ff = values["d_model"], values["num_heads"] * values["d_kv"], values["d_ff"]
+    attention, ffn = 4 * d * inner, (3 if values["ffn"] == "gated-gelu" else 2) * d * d_ff
+    bias = values["relative_attention_num_buckets"] * values["num_heads"]
+    encoder = values["num_encoder_layers"] * (attention + ffn + 2 * d) + bias + d
+    decoder = values["num_decoder_layers"] * (2 * attention + ffn + 3 * d) + bias + d
+    embeddings = values["vocab_size"] * d * (1 if values["tie_word_embeddings"] else 2)
+    return embeddings + encoder + decoder
+
+
+__all__ = ["ModelConfig", "PRESETS", "preset_config", "preset_parameters", "ArchSpec", "ARCHITECTURES", "FFN_KINDS",
            "ATTENTION_BACKENDS", "ConfigError"]

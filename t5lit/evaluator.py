@@ -11,9 +11,12 @@ someone parses back.
     result.tasks["glue_rte"].score, result.tasks["glue_rte"].metrics     # 71.5, {"accuracy": 71.5}
 
 A predictor turns a batch of inputs (B, L) into generated token ids (B, T); ``ModelPredictor`` wraps one
-model's ``generate``; an ensemble is another predictor. Each Task declares its ``headline`` metrics (their
-mean is the task's score: the best checkpoint is chosen on it) and its paper ``column`` (Table 1's
-GLUE, SGLUE, CNNDM, SQuAD, EnDe, EnFr, EnRo); ``summarize`` turns task scores into those columns.
+model's ``generate``, and an ensemble (``t5lit.ensemble.Ensemble``, the members' per-step log-probabilities
+averaged) is decoded by the same ``generate``: ``ModelPredictor(Ensemble(models))``. ``Evaluator.predict``
+gives the decoded texts of every example of a split, labelled or not (test-set submissions,
+t5lit/predict.py). Each Task declares its ``headline`` metrics (their mean is the task's score: the best
+checkpoint is chosen on it) and its paper ``column`` (Table 1's GLUE, SGLUE, CNNDM, SQuAD, EnDe, EnFr, EnRo);
+``summarize`` turns task scores into those columns.
 
 Each TaskResult also keeps its per-example statistics (``examples``, numbers only: ``ExampleScores.to_dict``),
 from which a sweep's report recomputes any metric on resampled examples (the paired bootstrap between two
@@ -119,10 +122,12 @@ class EvalSet:
     def load(cls, tasks: Sequence[Task], vocab, *, inputs_length: int, targets_length: int = 512,
              split: str = "validation", max_examples: int | None = None,
              data_dirs: Mapping[str, str | None] | str | None = None) -> EvalSet:
+        """A task without ``split`` contributes no examples (DPR has no validation split: T5 skips evaluating
+        such a task of a mixture, and so does this)."""
         raw, text, inputs, targets = {}, {}, {}, {}
         for task in tasks:
             d = data_dirs.get(task.name) if isinstance(data_dirs, Mapping) else data_dirs
-            examples = task.load(split, d)
+            examples = task.load(split, d) if split in task.splits else []
             if max_examples is not None:
                 examples = examples[:max_examples]
             raw[task.name] = examples
@@ -131,10 +136,11 @@ class EvalSet:
             targets[task.name] = [tokenize(vocab, t["targets"], targets_length) for t in text[task.name]]
         return cls(list(tasks), raw, text, inputs, targets)
 
-    def batches(self, batch_size: int, split: str = "validation"):
-        """``(task index, example indices, inputs (B, L) int64 right-padded)`` over every scorable task."""
+    def batches(self, batch_size: int, split: str = "validation", labelled_only: bool = True):
+        """``(task index, example indices, inputs (B, L) int64 right-padded)`` over every scorable task (with
+        ``labelled_only=False``, every task that has the split: test sets to predict)."""
         for ti, task in enumerate(self.tasks):
-            if not task.has_labels(split):
+            if split not in task.splits or (labelled_only and not task.has_labels(split)):
                 continue
             exs = self.inputs[task.name]
             for start in range(0, len(exs), batch_size):
@@ -205,17 +211,17 @@ class Evaluator:
                                                    [data.text[task.name][i] for i in order])
         return out
 
-    def evaluate(self, predictor: Predictor, data: EvalSet, batch_size: int = 32, device=None,
-                 split: str = "validation", progress: bool = False) -> EvalResult:
-        """Decode every scorable example of ``data`` with ``predictor`` and score it."""
+    def _generate(self, predictor: Predictor, data: EvalSet, batch_size: int, device, split: str,
+                  labelled_only: bool, progress: bool) -> tuple[list[int], list[int], list[list[int]]]:
+        """(task index, example index, generated ids) of every example ``data.batches`` yields."""
         import torch
 
         tasks, examples, tokens = [], [], []
-        batches = list(data.batches(batch_size, split))
+        batches = list(data.batches(batch_size, split, labelled_only))
         if progress:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc="evaluating", unit="batch", leave=False)
+            batches = tqdm(batches, desc="evaluating" if labelled_only else "predicting", unit="batch", leave=False)
         for ti, idx, arr in batches:
             inputs = torch.from_numpy(arr)
             if device is not None:
@@ -223,7 +229,23 @@ class Evaluator:
             tasks += [ti] * len(idx)
             examples += idx
             tokens += self.predict_batch(predictor, ti, inputs)
+        return tasks, examples, tokens
+
+    def evaluate(self, predictor: Predictor, data: EvalSet, batch_size: int = 32, device=None,
+                 split: str = "validation", progress: bool = False) -> EvalResult:
+        """Decode every scorable example of ``data`` with ``predictor`` and score it."""
+        tasks, examples, tokens = self._generate(predictor, data, batch_size, device, split, True, progress)
         return self.score_tokens(data, tasks, examples, tokens)
+
+    def predict(self, predictor: Predictor, data: EvalSet, batch_size: int = 32, device=None,
+                split: str = "test", progress: bool = False) -> dict[str, list[str]]:
+        """The decoded prediction of every example of ``data`` (labelled or not), per task in example order:
+        what a test-set submission is made of (t5lit/predict.py). Tasks without ``split`` are left out."""
+        tasks, examples, tokens = self._generate(predictor, data, batch_size, device, split, False, progress)
+        out: dict[str, dict[int, str]] = {}
+        for t, e, ids in zip(tasks, examples, tokens):
+            out.setdefault(self.tasks[t].name, {})[e] = self.decode(ids)
+        return {name: [texts[i] for i in sorted(texts)] for name, texts in out.items()}
 
 
 def bootstrap_intervals(task: Task, scores: ExampleScores, n_samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
@@ -281,19 +303,27 @@ def summarize(scores: Mapping[str, Any], reported: Sequence[str]) -> dict[str, f
         s = headline_score(get_task(name), value)
         return None if math.isnan(s) else s
 
+    from t5lit.data.mixtures import UNSUPERVISED, task_names
+
     out: dict[str, float] = {}
-    for name in reported:
+
+    def add(name: str) -> None:
+        if name == UNSUPERVISED:  # the pre-training objective is trained, never scored
+            return
         if name in MIXTURES:
             mixture = MIXTURES.get(name)
-            members = [s for t in mixture.tasks if (s := score(t)) is not None]
             if mixture.column:
+                members = [s for t in task_names(name) if t != UNSUPERVISED and (s := score(t)) is not None]
                 if members:
                     out[mixture.column] = sum(members) / len(members)
-                continue
-            for t in mixture.tasks:  # a mixture without a column reports its tasks
-                _task_column(out, t, score(t), shared)
-            continue
+                return
+            for member in mixture.tasks:  # a mixture without a column reports its parts (supervised: GLUE, ...)
+                add(member)
+            return
         _task_column(out, name, score(name), shared)
+
+    for name in reported:
+        add(name)
     return out
 
 

@@ -4,7 +4,10 @@ An experiment file is plain data. ``base: paper/baseline.yaml`` (relative to the
 this file's keys are merged over it (mappings merge key by key; anything else replaces). The layers, bottom
 to top: the schema's defaults (t5lit/schema.py), the root of the ``base`` chain, its ``scale``'s settings,
 the rest of the chain, then overrides from the command line or a sweep row (dotted paths,
-``pretrain.objective_params.noise_density: 0.5``).
+``pretrain.objective_params.noise_density: 0.5``), and last the override ``multiply``, which scales values
+that the layers below set: ``multiply: {pretrain.steps: 4, finetune.steps: 4}`` is Table 13's "4x training
+steps" at any scale (a ModelConfig field under ``model.overrides`` that nothing set multiplies the preset's;
+a sweep row's ``multiply`` replaces the sweep's own).
 
 Every key of every file and every override is checked against the schema as it is read, so a typo fails
 in one line naming the file and the closest valid key; values are YAML 1.2 (``1e-4`` is a float, ``on`` is a
@@ -215,6 +218,7 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     overrides = dict(overrides or {})
     name = overrides.pop("name", None) or chain[-1][1]["name"]
     scale = overrides.pop("scale", None) or next((d["scale"] for _, d in reversed(chain) if "scale" in d), "paper")
+    factors = overrides.pop("multiply", None)
     if scale not in SCALES:
         raise ConfigError(unknown_name_message("scale", scale, sorted(SCALES)))
     sources: dict[str, str] = {}
@@ -238,6 +242,10 @@ def load_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     cfg = apply_overrides(cfg, overrides, source)
     for dotted, value in overrides.items():
         _record(sources, value, dotted, source)
+    if factors is not None:
+        cfg = multiply_values(cfg, factors, source)
+        for dotted in factors:
+            _record(sources, None, str(dotted), f"{source} 'multiply'")
     return ResolvedConfig(cfg, sources)
 
 
@@ -282,3 +290,51 @@ def apply_overrides(cfg: dict, overrides: Mapping[str, Any], source: str = "over
                     node[key] = copy.deepcopy(defaults().get(key) or {}) if depth == 0 else {}
                 node = node[key]
     return out
+
+
+def multiply_values(cfg: dict, factors: Mapping[str, Any], source: str = "override") -> dict:
+    """A copy of ``cfg`` with the number at each dotted path multiplied by its factor (an integer stays an
+    integer, rounded, and a positive one stays >= 1). A ModelConfig field under ``model.overrides`` that
+    ``cfg`` does not set is read from the preset. E.g. ``{pretrain.steps: 4, model.overrides.d_model: 1.3333333}``
+    on the paper's baseline gives 2^21 steps and d_model 1024. Unknown paths and non-numbers are one line."""
+    if not isinstance(factors, Mapping) or not factors:
+        raise ConfigError(f"{source} 'multiply' must map dotted keys to factors, e.g. {{pretrain.steps: 4}}; "
+                          f"got {factors!r}")
+    out = copy.deepcopy(cfg)
+    for dotted, factor in factors.items():
+        where = f"{source} multiply {dotted!r}"
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
+            raise ConfigError(f"{where}: the factor must be a number > 0, got {factor!r}")
+        keys = str(dotted).split(".")
+        node = out
+        for depth, key in enumerate(keys[:-1]):
+            node = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: {'.'.join(keys[:depth + 1])!r} is not a section of the experiment")
+        parent, key = ".".join(keys[:-1]), keys[-1]
+        if key in node:
+            value = node[key]
+        elif parent == "model.overrides":
+            value = _preset_value(out["model"], key, where)
+        else:
+            raise ConfigError(f"{where}: " + unknown_name_message("key", key, sorted(node), f"under {parent!r}"))
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: its value {value!r} is not a number")
+        new = value * factor
+        node[key] = (max(1, round(new)) if value > 0 else round(new)) if isinstance(value, int) else new
+    return out
+
+
+def _preset_value(model: Mapping, key: str, where: str):
+    """The value of ModelConfig field ``key`` of the model section's preset (with its arch and overrides)."""
+    from dataclasses import fields
+
+    from t5lit.config import ModelConfig, preset_config
+
+    valid = [f.name for f in fields(ModelConfig)]
+    if key not in valid:
+        raise ConfigError(f"{where}: " + unknown_name_message("ModelConfig field", key, valid))
+    try:
+        return getattr(preset_config(model["preset"], arch=model["arch"], **(model.get("overrides") or {})), key)
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"{where}: {err}") from None

@@ -13,8 +13,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from t5lit import fsdp  # registers trainer.strategy "fsdp_blocks" with Lightning
 from t5lit.config import ModelConfig, preset_config
-from t5lit.model.architectures import build_model
+from t5lit.model.architectures import build_model, freeze_all_but_adapters, parameter_counts
 from t5lit.model.cpu import apply_cpu_fast_paths
 from t5lit.optim import build_optimizer, schedule_fn
 
@@ -63,6 +64,9 @@ class T5LitModule(L.LightningModule):
         cpu_fast_paths: on CPU, swap in ``t5lit.model.cpu.apply_cpu_fast_paths`` (oneDNN linears, the CPU
             training attention) when the Trainer sets the model up; False keeps plain PyTorch modules.
         init_from: a .ckpt whose model weights initialise this model (fine-tuning a pre-trained run).
+        finetune_method: full | adapters | gradual_unfreezing (Section 3.5.1). adapters: the model (built with
+            ``adapter_dim``) trains only its adapters and layer norms; every other weight gets
+            requires_grad=False here, for the whole stage. gradual_unfreezing is the GradualUnfreezing callback's.
     """
 
     def __init__(self, preset: str = "tiny", arch: str = "encoder_decoder", model_overrides: dict | None = None,
@@ -70,7 +74,8 @@ class T5LitModule(L.LightningModule):
                  schedule: str = "inverse_sqrt", warmup_steps: int = 10_000, total_steps: int | None = None,
                  min_lr_ratio: float = 0.0, weight_decay: float = 0.0, z_loss: float = 0.0,
                  num_beams: int | None = None, length_penalty_alpha: float = 0.6, max_decode_length: int = 64,
-                 compile: bool | None = None, init_from: str | None = None, cpu_fast_paths: bool = True):
+                 compile: bool | None = None, init_from: str | None = None, cpu_fast_paths: bool = True,
+                 finetune_method: str = "full"):
         super().__init__()
         if model_config is None:
             cfg = preset_config(preset, arch=arch, **(model_overrides or {}))
@@ -82,6 +87,8 @@ class T5LitModule(L.LightningModule):
         self.model = build_model(cfg)
         if init_from:
             self.load_model_weights(init_from)
+        if finetune_method == "adapters":
+            freeze_all_but_adapters(self.model)  # before any optimizer, DDP or FSDP wrapper sees the model
         self._compile, self._cpu_fast_paths = compile, cpu_fast_paths
         self._val_outputs: list[tuple[int, list[int], list[list[int]]]] = []
         self._evaluator = None
@@ -93,6 +100,9 @@ class T5LitModule(L.LightningModule):
         device = self._trainer.strategy.root_device if self._trainer is not None else self.device
         if device.type == "cpu" and self._cpu_fast_paths:
             apply_cpu_fast_paths(self.model)  # in place, idempotent; the state dict keys stay the same
+        if self._trainer is not None and fsdp.is_sharding(self._trainer.strategy):
+            bf16 = str(self._trainer.precision) == "bf16-mixed"
+            fsdp.shard_model(self.model, self.device_mesh["data_parallel"], torch.bfloat16 if bf16 else None)
         use = self._compile if self._compile is not None else device.type == "cuda"
         if use and not hasattr(self, "_compiled"):
             # Kept out of the module tree so the state dict holds the weights once, under "model.".
@@ -126,6 +136,12 @@ class T5LitModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ steps
     def on_fit_start(self):
+        trainable, total = parameter_counts(self.model)
+        if trainable < total:  # adapters (Table 10): what trains, where the user sees the stage start
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(f"{self.hparams.finetune_method}: {trainable:,d} of {total:,d} parameters train "
+                           f"({100 * trainable / total:.2f}%)")
         # Dropout masks are a pure function of (seed, step, rank), like the batches, so that a run resumed
         # from a checkpoint takes exactly the steps the uninterrupted run would have taken.
         self._dropout_seed = torch.initial_seed() % 2**31

@@ -75,9 +75,12 @@ def _trainer(exp: Experiment, stage: Stage, run_dir: Path, max_steps: int, every
     guard = NonFiniteLossGuard(every=exp.trainer.log_every_n_steps)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version=stage.label, default_hp_metric=False)
     checkpoint = StageCheckpoint(str(run_dir / stage.dir_name), guard)
+    # perf/* scalars in every stage; run_dir/progress.json: the step, for `t5lit sweep run`'s progress line
+    monitor = ThroughputMonitor(exp.trainer.log_every_n_steps, progress=str(run_dir / "progress.json"),
+                                stage=stage.label)
     return L.Trainer(max_steps=max_steps, logger=logger, enable_model_summary=False, enable_checkpointing=False,
                      val_check_interval=min(every, max_steps), check_val_every_n_epoch=None,
-                     callbacks=[ThroughputMonitor(), guard, *before_checkpoint, checkpoint, *callbacks],
+                     callbacks=[monitor, guard, *before_checkpoint, checkpoint, *callbacks],
                      **exp.trainer.kwargs(), **kwargs)
 
 
@@ -85,12 +88,29 @@ def _module(exp: Experiment, stage: Stage, init: Path | None):
     from t5lit.lit_module import T5LitModule
 
     s, e = stage.settings, exp.evaluation
-    return T5LitModule(preset=exp.model.preset, arch=exp.model.arch, model_overrides=exp.model.config_overrides(),
-                       optimizer=s.optimizer, lr=s.lr, schedule=s.schedule, warmup_steps=s.warmup_steps,
-                       weight_decay=s.weight_decay, z_loss=s.z_loss, num_beams=e.num_beams,
-                       length_penalty_alpha=e.length_penalty_alpha, max_decode_length=e.max_decode_length,
-                       compile=exp.runtime.compile, cpu_fast_paths=exp.runtime.cpu_fast_paths,
-                       init_from=str(init) if init else None)
+    method = getattr(s, "method", "full")  # a fine-tuning stage's method (Table 10); pre-training trains all
+    overrides = exp.model.config_overrides()
+    if method == "adapters":
+        overrides["adapter_dim"] = s.adapter_dim
+    module = T5LitModule(preset=exp.model.preset, arch=exp.model.arch, model_overrides=overrides,
+                         optimizer=s.optimizer, lr=s.lr, schedule=s.schedule, warmup_steps=s.warmup_steps,
+                         weight_decay=s.weight_decay, z_loss=s.z_loss, num_beams=e.num_beams,
+                         length_penalty_alpha=e.length_penalty_alpha, max_decode_length=e.max_decode_length,
+                         compile=exp.runtime.compile, cpu_fast_paths=exp.runtime.cpu_fast_paths,
+                         init_from=str(init) if init else None, finetune_method=method)
+    if init is None and exp.model.init_from and not _random_init(exp, stage):
+        # A stage that starts from no earlier stage starts from the Hugging Face T5 of model.init_from.
+        from t5lit.checkpoint import load_hf_init
+
+        load_hf_init(module.model, exp.model.init_from, module.config)
+    return module
+
+
+def _random_init(exp: Experiment, stage: Stage) -> bool:
+    """The stage asked for fresh weights (``init: random``), not merely had no earlier stage to start from."""
+    from t5lit.schema import RANDOM_INIT
+
+    return any(spec.name == stage.name and spec.init == RANDOM_INIT for spec in exp.stages or ())
 
 
 def _fit(trainer, module, data, stage_dir: Path) -> None:
@@ -122,7 +142,8 @@ def pretrain_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
                               objective=p.objective, objective_params=p.objective_params, arch=exp.model.arch,
                               inputs_length=p.inputs_length, targets_length=p.targets_length,
                               batch_size=p.batch_size, max_tokens=p.max_tokens, val_examples=p.val_examples,
-                              seed=exp.seed, num_workers=p.num_workers)
+                              seed=exp.seed, num_workers=p.num_workers, pack=p.pack, lanes=p.lanes,
+                              repeats=p.repeats, steps=p.steps)
     _seed(exp)
     module = _module(exp, stage, init)
     trainer = _trainer(exp, stage, run_dir, p.steps, p.checkpoint_every, list(callbacks))
@@ -169,7 +190,12 @@ def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
     _seed(exp)
     module = _module(exp, stage, init)
     best = BestPerTask(str(stage_dir), keep_checkpoints=f.keep_best_checkpoints)
-    trainer = _trainer(exp, stage, run_dir, f.steps, f.eval_every, list(callbacks), before_checkpoint=(best,),
+    callbacks = list(callbacks)
+    if f.method == "gradual_unfreezing":  # Table 10: blocks unfrozen from the top on the stage's schedule
+        from t5lit.callbacks import GradualUnfreezing
+
+        callbacks.append(GradualUnfreezing(f.steps, f.unfreeze_every))
+    trainer = _trainer(exp, stage, run_dir, f.steps, f.eval_every, callbacks, before_checkpoint=(best,),
                        num_sanity_val_steps=0)
     _fit(trainer, module, data, stage_dir)
     if keep_final:
@@ -180,9 +206,10 @@ def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
     return best.state_dict()
 
 
-def evaluate_stage(exp: Experiment, stage: Stage, run_dir: Path, source: Stage) -> dict:
+def evaluate_stage(exp: Experiment, stage: Stage, run_dir: Path, source: Stage | list[Stage]) -> dict:
     """Score the weights of an earlier stage (its final weights, or its best checkpoint per task) on the
-    stage's tasks with the Evaluator; returns ``{"best": {task: {score, step, metrics}}, "history": {}}``."""
+    stage's tasks with the Evaluator; returns ``{"best": {task: {score, step, metrics}}, "history": {}}``.
+    Several sources (the stage's ``members``) are scored as one ensemble (Table 13, t5lit/ensemble.py)."""
     import json
 
     from t5lit.evaluate import evaluate_weights
@@ -190,16 +217,18 @@ def evaluate_stage(exp: Experiment, stage: Stage, run_dir: Path, source: Stage) 
     stage_dir = run_dir / stage.dir_name
     if (stage_dir / "done.json").exists():
         return json.loads((stage_dir / "scores.json").read_text())
-    source_dir = run_dir / source.dir_name
-    results = evaluate_weights(source_dir, stage.weights, list(stage.task), exp.model.vocab,
-                               evaluation=stage.settings, inputs_length=_lengths(exp, source),
-                               data_dirs=_task_dirs(exp, stage))
+    sources = source if isinstance(source, list) else [source]
+    source_dirs = [run_dir / s.dir_name for s in sources]
+    results = evaluate_weights(source_dirs if len(sources) > 1 else source_dirs[0], stage.weights,
+                               list(stage.task), exp.model.vocab, evaluation=stage.settings,
+                               inputs_length=_lengths(exp, sources[0]), data_dirs=_task_dirs(exp, stage))
     state = {"history": {}, "best": {name: {"score": r.score, "step": None, "metrics": r.metrics,
                                             "num_examples": r.num_examples, "examples": r.examples,
                                             "intervals": r.intervals} for name, r in results.tasks.items()}}
     if _is_global_zero():
         atomic_write_json(stage_dir / "scores.json", state)
-        atomic_write_json(stage_dir / "done.json", {"weights": stage.weights, "from": source.name})
+        atomic_write_json(stage_dir / "done.json", {"weights": stage.weights, "from": (
+            sources[0].name if len(sources) == 1 else [s.name for s in sources])})
     return state
 
 
@@ -247,20 +276,23 @@ def run_experiment(cfg, run_dir: str | Path, *, trial=None, callbacks=(), only: 
 
 
 def _run_stages(exp: Experiment, plan: list[Stage], run_dir: Path, callbacks: list, only) -> dict[str, dict]:
-    starts_from = {s.init for s in plan if s.init}
+    starts_from = {s.init for s in plan if s.init} | {m for s in plan for m in s.members}
     states: dict[str, dict] = {}
     by_name = {s.name: s for s in plan}
     for stage in plan:
         init = (run_dir / by_name[stage.init].dir_name / "final.ckpt") if stage.init else None
         if only is not None and stage.name not in only:
             continue
+        # a replica trains with a seed of its own (weights, data order, dropout): Table 13's separate models
+        stage_exp = exp if stage.replica == 0 else exp.replace(seed=stage.seed(exp.seed))
         if stage.kind == "pretrain":
-            pretrain_stage(exp, stage, run_dir, init, callbacks)
+            pretrain_stage(stage_exp, stage, run_dir, init, callbacks)
         elif stage.kind == "finetune":
-            states[stage.name] = finetune_stage(exp, stage, run_dir, init, callbacks,
+            states[stage.name] = finetune_stage(stage_exp, stage, run_dir, init, callbacks,
                                                 keep_final=stage.name in starts_from)
         else:
-            states[stage.name] = evaluate_stage(exp, stage, run_dir, by_name[stage.init])
+            sources = [by_name[m] for m in stage.members] if stage.members else by_name[stage.init]
+            states[stage.name] = evaluate_stage(exp, stage, run_dir, sources)
     return states
 
 
@@ -327,24 +359,13 @@ def _is_global_zero() -> bool:
     return all(int(os.environ.get(key, "0") or 0) == 0 for key in keys)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
-
-
 def _log_hparams(exp: Experiment, results: dict, run_dir: Path) -> None:
-    """The experiment's settings (every key, flattened: a sweep's runs share them, so TensorBoard's HParams
-    dashboard shows its variants side by side) and its final scores: the summary columns, each task's
-    headline score and metrics, the run's cost and its wall time (from its TensorBoard event files)."""
-    from torch.utils.tensorboard import SummaryWriter
+    """The run's session on TensorBoard's HParams dashboard (t5lit/hparams.py), in ``<run_dir>/tb/``: the
+    experiment's settings (every key, flattened: a sweep's runs share them, so the dashboard shows its variants
+    side by side), and its final numbers: the summary columns and their Average, each task's headline score and
+    metrics, the run's cost and its wall time (from its TensorBoard event files). The stages' logs are the
+    session's sub-runs; a sweep declares the experiment of its sessions once (t5lit/sweep/report.py)."""
+    from t5lit.hparams import flatten, session_group, write_session
 
     metrics = hparam_metrics(results)
     if not metrics:
@@ -352,8 +373,7 @@ def _log_hparams(exp: Experiment, results: dict, run_dir: Path) -> None:
     wall = wall_time(run_dir)
     if wall is not None:
         metrics["cost/wall_time_s"] = wall
-    with SummaryWriter(str(run_dir / "tb" / "hparams")) as w:
-        w.add_hparams(_flatten(exp.to_dict()), metrics, run_name=".")
+    write_session(run_dir / "tb", flatten(exp.to_dict()), metrics, group=session_group(run_dir))
 
 
 def run_cli(path: str, overrides: list[str], run_dir: str | None, restart: bool = False) -> dict:
@@ -405,19 +425,11 @@ def run_cost(exp: Experiment, plan: list[Stage] | None = None) -> dict:
 
 
 def hparam_metrics(results: dict) -> dict[str, float]:
-    """The final numbers of a run for the HParams dashboard: summary/<column>, score/<task>,
-    metric/<task>/<metric>, cost/<what>."""
-    from t5lit.data.tasks import TASKS
+    """The final numbers of a run for the HParams dashboard: summary/<column> (and summary/Average with two
+    columns or more), score/<task>, metric/<task>/<metric>, cost/<what> (``t5lit.hparams.run_metrics``)."""
+    from t5lit.hparams import run_metrics
 
-    out = {f"summary/{k}": float(v) for k, v in (results.get("summary") or {}).items()}
-    for task, metrics in (results.get("scores") or {}).items():
-        if task in TASKS:
-            score = headline_score(TASKS.get(task), metrics)
-            if not math.isnan(score):
-                out[f"score/{task}"] = float(score)
-        out.update({f"metric/{task}/{m}": float(v) for m, v in metrics.items()})
-    out.update({f"cost/{k}": float(v) for k, v in (results.get("cost") or {}).items()})
-    return out
+    return run_metrics(results)
 
 
 def wall_time(run_dir: Path) -> float | None:
@@ -425,8 +437,8 @@ def wall_time(run_dir: Path) -> float | None:
     was created and last written when its stage last logged (a resumed stage adds a file). None without any."""
     total, found = 0.0, False
     for path in Path(run_dir, "tb").rglob("events.out.tfevents.*"):
-        if path.parent.name == "hparams":
-            continue
+        if path.parent == Path(run_dir, "tb") or path.parent.name == "hparams":
+            continue  # the HParams session (written at the end), not a stage
         try:
             started = float(path.name.split(".")[3])
             total += max(0.0, path.stat().st_mtime - started)

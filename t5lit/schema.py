@@ -14,7 +14,15 @@ A stage is ``{name, kind: pretrain | finetune | evaluate, init, task, weights, <
 pre-training or fine-tuning stage takes its section's settings with its own keys over them; ``init`` names
 the earlier stage whose final weights it starts from (absent: the last pre-training stage before it;
 ``random``: fresh weights); ``task`` is a task, a mixture or a list trained (or evaluated) together. Multi-task
-training, multi-task pre-training then fine-tuning, leave-one-out are stage lists, not new code.
+training, multi-task pre-training then fine-tuning, leave-one-out are stage lists, not new code; the keys that
+make them (Sections 3.5.3 and 3.6; ``Experiment.plan``):
+
+    task: finetune.tasks          # that list (so a scale's or a sweep's tasks apply); unsupervised: the objective
+    for_each: task | leave_one_out   # one stage per entry, on it alone / on every other entry: <name>_<entry>
+    leave_out: [squad]            # the task list without these tasks (or mixtures)
+    train_like: pretrain          # a finetune stage with pre-training's steps, batch size and schedule
+    replica: 1                    # an independent replicate (its own seed): ensembles of separate models
+    members: [a, b, c, d]         # an evaluate stage scoring the ensemble of these stages' weights
 
 Values arrive as YAML 1.2 (``1e-4`` is a float). ``Experiment.from_dict(data, sources)`` types and checks
 every value; an error is one line naming the file (from ``sources``) and the key. Derived values
@@ -32,11 +40,20 @@ from typing import Any
 
 from t5lit.registry import ConfigError, check_name, unknown_name_message
 
+UNSUPERVISED = "unsupervised"  # t5lit.data.mixtures.UNSUPERVISED: the pre-training objective as a mixture member
+
 STAGE_KINDS = ("pretrain", "finetune", "evaluate")
 RANDOM_INIT = "random"
+TASKS_REF = "finetune.tasks"  # in a stage's task list: every entry of finetune.tasks
+FOR_EACH = ("task", "leave_one_out")  # a stage per entry: on it alone, or on every other entry
+TRAIN_LIKE = ("pretrain",)
+# The training keys `train_like: pretrain` takes from the pretrain section (and eval_every <- checkpoint_every).
+PRETRAIN_SCHEDULE = ("steps", "batch_size", "optimizer", "lr", "schedule", "warmup_steps", "weight_decay", "z_loss")
+REPLICA_SEED_STRIDE = 1_000_003  # replica r of a stage trains with seed + r * this
 OPTIMIZERS = ("adafactor", "adamw")
 SCHEDULES = ("inverse_sqrt", "constant", "cosine", "linear")
 MIXING = ("examples_proportional", "temperature", "equal")
+FINETUNE_METHODS = ("full", "adapters", "gradual_unfreezing")  # Section 3.5.1, Table 10
 # lightning.Trainer arguments each stage sets itself (from its steps, checkpoint_every, directories).
 STAGE_OWNED_TRAINER_ARGS = {
     "max_steps": "pretrain.steps / finetune.steps", "min_steps": "pretrain.steps / finetune.steps",
@@ -95,6 +112,10 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields, e.g. {share_encoder_decoder: true}
     depth_factor: float = 1.0  # scales the preset's depths: 0.5 is Table 2's "6 layers" row at any scale
     vocab: str = "spiece.model"  # "builtin", "builtin:<pieces>" or a SentencePiece .model (Section 2.4)
+    # A Hugging Face T5 whose weights start the first training stage (fine-tune it, or continue pre-training):
+    # a local directory written by transformers or `t5lit export-hf`, or a hub name (google-t5/t5-base,
+    # google/t5-v1_1-base). Its config must match preset + overrides (t5-base; t5.1.1-base for T5 1.1).
+    init_from: str | None = None
 
     def __post_init__(self):
         from t5lit.config import PRESETS
@@ -102,6 +123,10 @@ class ModelSection:
         registered("preset", self.preset, PRESETS)
         need(self.depth_factor > 0, "depth_factor", f"depth_factor must be > 0, got {self.depth_factor}")
         need(bool(self.vocab), "vocab", "vocab must name a vocabulary: builtin, builtin:<pieces> or a .model path")
+        need(self.init_from is None or (isinstance(self.init_from, str) and bool(self.init_from)), "init_from",
+             "init_from must be a Hugging Face T5 directory or hub name")
+        need(self.init_from is None or self.arch == "encoder_decoder", "init_from",
+             f"init_from loads a Hugging Face T5, an encoder_decoder; arch is {self.arch}")
         try:
             self.config()
         except FieldError:
@@ -145,11 +170,16 @@ class _Optimized:
 class PretrainSection(_Optimized):
     """Pre-training (Section 3.1.2): an objective on a corpus, AdaFactor at 1/sqrt(max(step, 10^4)), 2^19 steps."""
 
-    corpus: str = "c4"  # t5lit list corpora
+    corpus: str = "c4"  # t5lit list corpora (Table 8's data sets, mixtures: t5lit/data/corpora.py)
     corpus_options: dict[str, Any] = field(default_factory=dict)  # e.g. {paths: data/*.txt} for `files`
-    max_tokens: int | None = None  # tokenize at most this many tokens of the corpus
-    objective: str = "span_corruption"  # t5lit list objectives
+    # null: documents streamed, tokenized and made into examples in the DataLoader workers (any corpus size); a
+    # number: the corpus's first max_tokens tokens, tokenized once into the token cache and repeated (Table 9)
+    max_tokens: int | None = None
+    repeats: float | None = None  # instead of max_tokens: max_tokens = steps x batch x devices x inputs_length / this
+    objective: str = "iid_denoising"  # the study's baseline, 15% i.i.d. (Section 3.1.4); t5lit list objectives
     objective_params: dict[str, Any] = field(default_factory=dict)  # the objective's parameters
+    pack: bool = True  # several examples per row, told apart by segment ids (Section 3.1.2)
+    lanes: int = 64  # the streams the corpus is read in: a multiple of devices x num_workers; the order depends on it
     inputs_length: int = 512  # encoder length; the chunk and targets lengths follow from the objective
     targets_length: int | None = None  # pad targets to this (at least the objective's); null: the objective's
     batch_size: int = 128  # rows per device: 128 x 512 tokens (Section 3.1.2)
@@ -169,8 +199,11 @@ class PretrainSection(_Optimized):
         from t5lit.objectives import budget, get_objective
 
         self._check_optimization()
-        positive_int(self, "checkpoint_every", "val_examples", "max_tokens")
+        positive_int(self, "checkpoint_every", "val_examples", "max_tokens", "lanes")
         positive_int(self, "inputs_length", least=2)
+        need(self.repeats is None or self.repeats > 0, "repeats", f"repeats must be a number > 0, got {self.repeats}")
+        need(self.repeats is None or self.max_tokens is None, "repeats",
+             "give max_tokens (the corpus's size) or repeats (how often pre-training sees it), not both")
         registered("corpus", self.corpus, CORPORA)
         try:
             check_corpus_options(self.corpus, self.corpus_options)
@@ -208,6 +241,9 @@ class FinetuneSection(_Optimized):
     mixing: str = "examples_proportional"  # examples_proportional | temperature | equal (Section 3.5.2)
     mixing_limit: int | None = 2**19  # K
     temperature: float = 1.0  # T, for mixing: temperature
+    # The unsupervised member's size in the rates, when a stage mixes it in (t5lit/data/mixtures.py); null:
+    # unlimited, so it counts K (Section 3.5.2); Section 3.7 sets 710k (Small) ... 133M (11B) examples.
+    unsupervised_size: int | None = None
     batch_size: int = 128  # rows per device, 128 x 512 with packing
     steps: int = 2**18
     optimizer: str = "adafactor"
@@ -219,16 +255,35 @@ class FinetuneSection(_Optimized):
     eval_every: int = 5000  # a checkpoint and a validation every this many steps
     keep_best_checkpoints: bool = True  # keep best-<task>.ckpt per task
     num_workers: int = 2
+    # Which parameters train (Section 3.5.1, Table 10): full = all; adapters = an adapter layer of inner width
+    # adapter_dim after every block's FFN, and only the adapters and layer norms train; gradual_unfreezing =
+    # blocks unfrozen from the top, encoder and decoder in parallel, a new one every unfreeze_every steps.
+    method: str = "full"  # full | adapters | gradual_unfreezing
+    adapter_dim: int | None = None  # adapters: the inner width d (the paper's 32, 128, 512, 2048)
+    unfreeze_every: int | None = None  # gradual_unfreezing: steps per new block; null: steps / blocks (2^18/12)
 
     def __post_init__(self):
         self._check_optimization()
         positive_int(self, "inputs_length", "targets_length", "eval_every", "mixing_limit")
         choice("mixing", self.mixing, MIXING)
         need(self.temperature > 0, "temperature", f"temperature must be > 0, got {self.temperature}")
+        positive_int(self, "unsupervised_size")
         for i, name in enumerate(self.tasks):
             _task_or_mixture(f"tasks[{i}]", name)
         for name in self.data_dirs:
             _task_or_mixture(f"data_dirs.{name}", name)
+        self._check_method()
+
+    def _check_method(self):
+        """The fine-tuning method and its own settings; t5lit/checks.py checks them against the model."""
+        choice("method", self.method, FINETUNE_METHODS)
+        positive_int(self, "adapter_dim", "unfreeze_every")
+        need(self.method != "adapters" or self.adapter_dim is not None, "method",
+             "method adapters needs adapter_dim, the inner width d of every adapter (the paper's 32, 128, 512 or "
+             "2048)")
+        for key, method in (("adapter_dim", "adapters"), ("unfreeze_every", "gradual_unfreezing")):
+            need(self.method == method or getattr(self, key) is None, key,
+                 f"{key} applies to method {method}, not {self.method}; set {key}: null")
 
 
 def _task_or_mixture(key: str, name) -> None:
@@ -341,11 +396,18 @@ class StageSpec:
     name: str
     kind: str
     init: str | None = None  # an earlier stage; "random": fresh weights; absent: the last pre-training stage
-    task: list[str] = field(default_factory=list)  # finetune / evaluate: tasks and mixtures, together
+    # finetune / evaluate: tasks and mixtures, together; "finetune.tasks" stands for that list, "unsupervised"
+    # for the pre-training objective mixed in (t5lit/data/mixtures.py)
+    task: list[str] = field(default_factory=list)
     weights: str = "final"  # evaluate: "final" weights of `init`, or its "best" checkpoint per task
+    for_each: str | None = None  # task | leave_one_out: one stage per entry of `task`, named <name>_<entry>
+    leave_out: list[str] = field(default_factory=list)  # finetune: tasks or mixtures taken out of `task`
+    members: list[str] = field(default_factory=list)  # evaluate: the stages whose weights decode as an ensemble
+    train_like: str | None = None  # finetune: "pretrain" trains with pre-training's steps, batch and schedule
+    replica: int = 0  # pretrain / finetune: 1, 2, ...: an independent replicate (its own seed) of the stage
     settings: dict[str, Any] = field(default_factory=dict)  # keys of the kind's section, over it
 
-    META = ("name", "kind", "init", "task", "weights")
+    META = ("name", "kind", "init", "task", "weights", "for_each", "leave_out", "members", "train_like", "replica")
 
     def __post_init__(self):
         try:
@@ -358,7 +420,26 @@ class StageSpec:
              f"a {self.kind} stage needs task: a task, a mixture or a list of them")
         need(self.kind != "pretrain" or not self.task, "task", "a pretrain stage takes no task (use objective)")
         for i, name in enumerate(self.task):
-            _task_or_mixture(f"task[{i}]", name)
+            if name != TASKS_REF:
+                _task_or_mixture(f"task[{i}]", name)
+        self._check_strategy()
+
+    def _check_strategy(self):
+        """The keys that make training strategies (Section 3.5.3) and ensembles (Section 3.6) of stages."""
+        if self.for_each is not None:
+            choice("for_each", self.for_each, FOR_EACH)
+            need(self.kind != "pretrain", "for_each", "a pretrain stage has no tasks to run for_each")
+        for key, kind in (("leave_out", "finetune"), ("members", "evaluate"), ("train_like", "finetune")):
+            need(not getattr(self, key) or self.kind == kind, key, f"{key} applies to {kind} stages, not {self.kind}")
+        for i, name in enumerate(self.leave_out):
+            _task_or_mixture(f"leave_out[{i}]", name)
+        for i, name in enumerate(self.members):
+            need(name != RANDOM_INIT, f"members[{i}]", "ensemble members are earlier training stages, not random")
+        if self.train_like is not None:
+            choice("train_like", self.train_like, TRAIN_LIKE)
+        positive_int(self, "replica", least=0)
+        need(self.replica == 0 or self.kind != "evaluate", "replica",
+             "replica applies to training stages (an evaluate stage trains nothing)")
 
 
 @dataclass(frozen=True)
@@ -371,6 +452,13 @@ class Stage:
     task: tuple[str, ...] = ()
     weights: str = "final"
     settings: PretrainSection | FinetuneSection | EvaluationSection | None = None
+    members: tuple[str, ...] = ()  # evaluate: the stages whose weights it ensembles (init is the first)
+    replica: int = 0  # training stages: 0 runs with the experiment's seed, others with their own
+
+    def seed(self, experiment_seed: int) -> int:
+        """The seed the stage trains with: the experiment's, or for replica r > 0 a seed of its own (the same
+        for the same experiment seed and r, distinct from every other replica's)."""
+        return experiment_seed if self.replica == 0 else experiment_seed + REPLICA_SEED_STRIDE * self.replica
 
     @property
     def label(self) -> str:
@@ -411,45 +499,127 @@ class Experiment:
 
     # -- the plan ------------------------------------------------------------------------------------------
     def plan(self) -> list[Stage]:
-        """The stages in order, each with its resolved settings (derived from the config on every call)."""
+        """The stages in order, each with its resolved settings (derived from the config on every call).
+
+        A ``for_each`` stage is expanded where it stands into one stage per entry of its task list (named
+        ``<name>_<entry>``); a later ``for_each`` stage whose ``init`` (or ``members``) names it takes its stage
+        for the same entry, so that [mixture, then ``for_each: task`` from it] is multi-task pre-training then
+        fine-tuning on each task, and [``for_each: leave_one_out``, then ``for_each: task`` from it] is
+        leave-one-out (Section 3.5.3)."""
         if self.stages is None:
             out = [Stage("pretrain", "pretrain", None, settings=self.pretrain)] if self.pretrain else []
             for t in (self.finetune.tasks if self.finetune else []):
+                need(t != UNSUPERVISED, "finetune.tasks", "'unsupervised' trains mixed with other tasks: name it in "
+                     "the task list of a stage (stages:), not as a fine-tuning run of its own")
                 out.append(Stage(t, "finetune", "pretrain" if self.pretrain else None, (t,), settings=self.finetune))
             return out
         out: list[Stage] = []
+        templates: dict[str, list[str]] = {}  # a for_each stage -> its entries, in order
         for i, spec in enumerate(self.stages):
             where = f"stages[{i}]"
-            need(spec.name not in {s.name for s in out}, f"{where}.name", f"stage name {spec.name!r} is used twice")
-            earlier = [s for s in out if s.kind in ("pretrain", "finetune")]
-            if spec.init is None:
-                pre = [s for s in earlier if s.kind == "pretrain"]
-                init = pre[-1].name if pre else None
-            elif spec.init == RANDOM_INIT:
-                init = None
-            else:
-                need(spec.init in {s.name for s in earlier}, f"{where}.init",
-                     unknown_name_message("earlier training stage", spec.init, [s.name for s in earlier]
-                                          + [RANDOM_INIT]))
-                init = spec.init
-            need(spec.kind != "evaluate" or init is not None, f"{where}.init",
-                 f"evaluate stage {spec.name!r} needs weights: init must name an earlier training stage")
-            base = {"pretrain": self.pretrain, "finetune": self.finetune, "evaluate": self.evaluation}[spec.kind]
-            cls = {"pretrain": PretrainSection, "finetune": FinetuneSection, "evaluate": EvaluationSection}[spec.kind]
-            merged = {**(as_dict(base) if base is not None else {}), **spec.settings}
-            try:
-                settings = build(cls, merged, f"{where}.", None)
-            except ConfigError as err:
-                raise FieldError(where, str(err)) from None
-            out.append(Stage(spec.name, spec.kind, init, tuple(spec.task), spec.weights, settings))
+            need(spec.name not in templates and spec.name not in {s.name for s in out}, f"{where}.name",
+                 f"stage name {spec.name!r} is used twice")
+            entries = self._stage_tasks(spec, where)
+            if spec.for_each is None:
+                out.append(self._stage(spec, where, spec.name, None, tuple(entries), out, templates))
+                continue
+            supervised = [e for e in entries if e != UNSUPERVISED]
+            need(len(supervised) >= (2 if spec.for_each == "leave_one_out" else 1), f"{where}.for_each",
+                 f"for_each {spec.for_each} needs "
+                 f"{'two tasks or more' if spec.for_each == 'leave_one_out' else 'a task'} in the stage's task list, "
+                 f"got {', '.join(entries)}")
+            extra = (UNSUPERVISED,) if UNSUPERVISED in entries else ()
+            for entry in supervised:
+                tasks = (entry, *extra) if spec.for_each == "task" else tuple(e for e in entries if e != entry)
+                out.append(self._stage(spec, where, f"{spec.name}_{entry}", entry, tasks, out, templates))
+            templates[spec.name] = supervised
         return out
+
+    def _stage_tasks(self, spec: StageSpec, where: str) -> list[str]:
+        """A stage's task list: ``finetune.tasks`` expanded, each name once, ``leave_out`` taken out."""
+        from t5lit.data.mixtures import leave_out
+
+        entries: list[str] = []
+        for name in spec.task:
+            if name == TASKS_REF:
+                need(self.finetune is not None, f"{where}.task", f"task {TASKS_REF!r} needs a finetune section")
+                names = self.finetune.tasks
+            else:
+                names = [name]
+            entries += [n for n in names if n not in entries]
+        if spec.leave_out:
+            try:
+                entries = leave_out(entries, spec.leave_out)
+            except ConfigError as err:
+                raise FieldError(f"{where}.leave_out", str(err)) from None
+        return entries
+
+    def _stage(self, spec: StageSpec, where: str, name: str, entry: str | None, tasks: tuple[str, ...],
+               out: list[Stage], templates: dict[str, list[str]]) -> Stage:
+        """One stage of the plan: its name, init and members resolved against the stages before it (``entry``:
+        the entry of a for_each stage), its section's settings with its own keys over them."""
+        try:
+            check_name("stage name", name)
+        except ConfigError as err:
+            raise FieldError(f"{where}.name", str(err)) from None
+        need(name not in {s.name for s in out} and name not in templates, f"{where}.name",
+             f"stage name {name!r} is used twice")
+        earlier = [s for s in out if s.kind in ("pretrain", "finetune")]
+
+        def resolve(ref: str, key: str) -> str:
+            if ref in templates:
+                instances = [f"{ref}_{e}" for e in templates[ref]]
+                need(entry is not None, f"{where}.{key}", f"{key} {ref!r} is a for_each stage; name one of its "
+                     f"stages ({', '.join(instances)}) or make this stage for_each too")
+                need(entry in templates[ref], f"{where}.{key}",
+                     f"{key} {ref!r} has no stage for {entry!r} (it runs for {', '.join(templates[ref])})")
+                return f"{ref}_{entry}"
+            need(ref in {s.name for s in earlier}, f"{where}.{key}",
+                 unknown_name_message("earlier training stage", ref, [s.name for s in earlier]
+                                      + list(templates) + ([RANDOM_INIT] if key == "init" else [])))
+            return ref
+
+        members = tuple(resolve(m, f"members[{k}]") for k, m in enumerate(spec.members))
+        ref = spec.init if spec.init is not None or not members else spec.members[0]
+        if ref is None:
+            pre = [s for s in earlier if s.kind == "pretrain"]
+            init = pre[-1].name if pre else None
+        else:
+            init = None if ref == RANDOM_INIT else resolve(ref, "init")
+        need(spec.kind != "evaluate" or init is not None, f"{where}.init",
+             f"evaluate stage {name!r} needs weights: init (or members) must name an earlier training stage")
+        need(not members or init == members[0], f"{where}.init",
+             "an evaluate stage with members scores their ensemble; leave init out (it is the first member)")
+        base = {"pretrain": self.pretrain, "finetune": self.finetune, "evaluate": self.evaluation}[spec.kind]
+        cls = {"pretrain": PretrainSection, "finetune": FinetuneSection, "evaluate": EvaluationSection}[spec.kind]
+        like = {}
+        if spec.train_like == "pretrain":
+            need(self.pretrain is not None, f"{where}.train_like", "train_like: pretrain needs a pretrain section")
+            like = {k: getattr(self.pretrain, k) for k in PRETRAIN_SCHEDULE}
+            like["eval_every"] = self.pretrain.checkpoint_every
+        merged = {**(as_dict(base) if base is not None else {}), **like, **spec.settings}
+        try:
+            settings = build(cls, merged, f"{where}.", None)
+        except ConfigError as err:
+            raise FieldError(where, str(err)) from None
+        if UNSUPERVISED in tasks:
+            need(spec.kind == "finetune", f"{where}.task", f"an {spec.kind} stage scores tasks; {UNSUPERVISED!r} is "
+                 "trained (mixed into a finetune stage's tasks), never scored")
+            need(len(tasks) > 1, f"{where}.task", f"{UNSUPERVISED!r} alone is pre-training: use a pretrain stage")
+            need(self.pretrain is not None, f"{where}.task", f"{UNSUPERVISED!r} is the pretrain section's objective on "
+                 "its corpus: this experiment has no pretrain section")
+            need(settings.mixing == "equal" or settings.mixing_limit is not None
+                 or settings.unsupervised_size is not None, f"{where}.task",
+                 f"{UNSUPERVISED!r} has no size for {settings.mixing} mixing: set mixing_limit (K) or "
+                 "unsupervised_size")
+        return Stage(name, spec.kind, init, tasks, spec.weights, settings, members, spec.replica)
 
     def reported_tasks(self) -> list[str]:
         """The task and mixture names whose scores make the results' summary columns, in plan order."""
         out: list[str] = []
         for stage in self.plan():
             for t in stage.task:
-                if t not in out:
+                if t not in out and t != UNSUPERVISED:
                     out.append(t)
         return out
 
@@ -499,6 +669,10 @@ def as_dict(obj) -> Any:
             out["task"] = list(obj.task)
         if obj.kind == "evaluate":
             out["weights"] = obj.weights
+        for key in ("for_each", "leave_out", "members", "train_like", "replica"):  # only when set
+            if getattr(obj, key):
+                value = getattr(obj, key)
+                out[key] = list(value) if isinstance(value, (list, tuple)) else value
         return {**out, **obj.settings}
     if dataclasses.is_dataclass(obj):
         out = {f.name: as_dict(getattr(obj, f.name)) for f in fields(obj)}

@@ -36,7 +36,8 @@ def test_a_fine_tuning_error_is_caught_before_pre_training_and_nothing_is_create
     ({"model.vocab": "builtin:5000"}, "model.vocab has 5100 ids but the model's vocab_size is 1152"),
     ({"pretrain.corpus": "files", "pretrain.corpus_options": {"paths": "/nonexistent/*.txt"}},
      "no files match '/nonexistent/*.txt'"),
-    ({"pretrain.objective": "iid_denoising", "pretrain.objective_params": {"noise_density": 0.5},
+    ({"pretrain.objective": "iid_denoising", "pretrain.objective_params": {"noise_density": 0.5,
+                                                                           "surplus_sentinels": "error"},
       "pretrain.inputs_length": 512}, "needs"),  # more sentinels than the vocabulary's 100 extra ids
     ({"trainer.accelerator": "gpu"}, "no CUDA device is visible"),
 ])
@@ -82,7 +83,7 @@ def test_a_sweep_row_with_a_bad_objective_parameter_fails_before_any_trial(tmp_p
                      "  - {name: a, overrides: {pretrain.objective_params: {noise_densty: 0.2}}}\n")
     out = t5lit("sweep", "run", str(sweep), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert out.returncode == 2
-    assert "row 'a': override: pretrain.objective_params: objective 'span_corruption' has no parameter " \
+    assert "row 'a': override: pretrain.objective_params: objective 'iid_denoising' has no parameter " \
            "'noise_densty'" in out.stderr
     assert not (tmp_path / "out").exists()
 

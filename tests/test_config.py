@@ -68,3 +68,20 @@ def test_arch_spec_checks_its_fields():
             ArchSpec(**{**ok, **changes})
     assert "mine" not in ARCHITECTURES  # a spec is registered only by register_architecture
     assert ModelConfig().spec is ARCHITECTURES.get("encoder_decoder") and ModelConfig().spec.has_encoder
+
+
+@pytest.mark.parametrize("name, parameters", [
+    # the released models' parameter counts (transformers' num_parameters of google-t5/t5-3b, google-t5/t5-11b,
+    # google/t5-v1_1-xl, google/t5-v1_1-xxl)
+    ("t5-3b", 2_851_598_336), ("t5-11b", 11_307_321_344), ("t5.1.1-xl", 2_849_757_184),
+    ("t5.1.1-xxl", 11_135_332_352)])
+def test_table_14_presets_have_the_released_models_sizes(name, parameters):
+    import torch
+
+    from t5lit.model.architectures import build_model, count_parameters
+
+    with torch.device("meta"):  # no memory, no time
+        assert count_parameters(build_model(preset_config(name))) == parameters
+    cfg = preset_config(name)
+    assert cfg.num_encoder_layers == cfg.num_decoder_layers == 24 and cfg.vocab_size == 32128
+    assert (cfg.ffn, cfg.tie_word_embeddings) == (("gated-gelu", False) if "1.1" in name else ("relu", True))

@@ -55,11 +55,11 @@ def test_override_typos_and_values_name_the_override():
     assert "override 'pretrain.objectve': unknown key 'objectve' under 'pretrain'; did you mean 'objective'?" in \
         error(load_experiment, BASELINE, {"pretrain.objectve": "lm"})
     message = error(resolve_experiment, BASELINE, {"pretrain.objective_params.noise_rate": 0.5})
-    assert message.startswith("override: pretrain.objective_params: objective 'span_corruption' has no parameter "
+    assert message.startswith("override: pretrain.objective_params: objective 'iid_denoising' has no parameter "
                               "'noise_rate'")
     message = error(resolve_experiment, BASELINE, {"pretrain.objective_params": {"noise_rate": 0.5}})
-    assert message.startswith("override: pretrain.objective_params: objective 'span_corruption' has no parameter "
-                              "'noise_rate'; valid: noise_density, mean_noise_span_length")
+    assert message.startswith("override: pretrain.objective_params: objective 'iid_denoising' has no parameter "
+                              "'noise_rate'; valid: noise_density, surplus_sentinels")
 
 
 def test_values_are_yaml_1_2():
@@ -83,7 +83,7 @@ def test_values_are_yaml_1_2():
     ({"finetune.temperature": 0}, "finetune.temperature must be > 0"),
     ({"pretrain.objective": "span_corrupton"}, "unknown objective 'span_corrupton'; did you mean 'span_corruption'"),
     ({"pretrain.objective_params": {"noise_density": 1.5}}, "noise_density must be a number in (0.0, 1.0), got 1.5"),
-    ({"pretrain.targets_length": 50}, "expected targets length for span_corruption (114) is greater than the "
+    ({"pretrain.targets_length": 50}, "expected targets length for iid_denoising (512) is greater than the "
                                       "configured targets_length (50)"),
     ({"pretrain.corpus_options": {"pth": "x"}}, "unknown option 'pth' for corpus 'c4'"),
     ({"model.preset": "t5-bass"}, "unknown preset 't5-bass'; did you mean 't5-base'?"),
@@ -111,7 +111,7 @@ def test_a_bad_value_in_a_file_names_the_file(tmp_path):
 def test_defaults_live_in_the_schema_and_the_baseline_states_the_paper():
     assert PretrainSection().steps == 2**19 and PretrainSection().lr == 0.01  # Section 3.1.2
     base = resolve_experiment(BASELINE)
-    assert base.pretrain == PretrainSection(objective_params={"noise_density": 0.15, "mean_noise_span_length": 3.0})
+    assert base.pretrain == PretrainSection(objective_params={"noise_density": 0.15})  # i.i.d. 15%, Section 3.1.4
     assert base.model == ModelSection()
     assert load_experiment(BASELINE)["finetune"] == defaults()["finetune"]
 

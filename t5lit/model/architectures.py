@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from t5lit.config import ARCHITECTURES, ArchSpec, ModelConfig
 from t5lit.features import decoder_only_converter, encoder_decoder_converter, prefix_lm_converter
-from t5lit.model.layers import TiedOutput, init_weights
+from t5lit.model.layers import Adapter, RMSNorm, TiedOutput, init_weights
 from t5lit.model.stack import SeqInfo, Stack, StackCache, stack_flops
 from t5lit.registry import ConfigError
 
@@ -173,7 +173,7 @@ class EncoderDecoder(BaseModel):
         if cfg.share_encoder_decoder:
             for enc, dec in zip(self.encoder.layers, self.decoder.layers, strict=True):
                 dec.self_attn_norm, dec.self_attn = enc.self_attn_norm, enc.self_attn
-                dec.ffn_norm, dec.ffn = enc.ffn_norm, enc.ffn
+                dec.ffn_norm, dec.ffn, dec.adapter = enc.ffn_norm, enc.ffn, enc.adapter
         self.init_weights()
 
     def check_features(self, features: Mapping[str, Tensor]) -> None:
@@ -271,6 +271,57 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() already skips repeated tensors
 
 
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) unique parameters; trainable: ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), count_parameters(model)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fine-tuning only some parameters (Section 3.5.1, Table 10): what adapters train, and gradual unfreezing's
+# groups. Freezing itself is the training loop's business (t5lit.lit_module, t5lit.callbacks).
+# ---------------------------------------------------------------------------------------------------------
+
+def adapter_weight_names(model: nn.Module) -> list[str]:
+    """The state-dict names of the model's adapter weights (none without ``adapter_dim``); a shared
+    encoder-decoder's adapters under both of their names, as its state dict lists them."""
+    return [f"{name}.{key}" for name, module in model.named_modules(remove_duplicate=False)
+            if isinstance(module, Adapter) for key in module.state_dict()]
+
+
+def freeze_all_but_adapters(model: nn.Module) -> None:
+    """"When fine-tuning, only the adapter layer and layer normalization parameters are updated" (Section
+    3.5.1): every other parameter (embedding = output layer, attention, FFN, relative position bias) gets
+    ``requires_grad=False``. For a whole stage, before any optimizer or DDP wrapper sees the model."""
+    if not any(isinstance(m, Adapter) for m in model.modules()):
+        raise ConfigError("the model has no adapters (adapter_dim 0): build it with adapter_dim > 0")
+    trainable = {id(p) for m in model.modules() if isinstance(m, (Adapter, RMSNorm)) for p in m.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+
+
+def blocks_from_top(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Gradual unfreezing's groups (Section 3.5.1): entry k holds the parameters of block k counted from the
+    top of every stack, the encoder's and the decoder's together ("in parallel, starting from the top in both
+    cases"); each stack's relative position bias goes with its bottom block, where T5 keeps it (block 0's
+    self-attention). Parameters outside the blocks are in no group and train throughout: the embedding, which
+    is the output layer too ("we update them throughout fine-tuning"), an untied output layer, the final norms.
+    E.g. 12+12 blocks: 12 groups, group 0 = encoder.layers.11 + decoder.layers.11, group 11 = the two
+    layers.0 and the two rel_bias tables. A stack shallower than another has empty entries below its bottom."""
+    stacks = [m for m in model.modules() if isinstance(m, Stack)]
+    depth = max((len(s.layers) for s in stacks), default=0)
+    groups: list[list[nn.Parameter]] = [[] for _ in range(depth)]
+    seen: set[int] = set()
+    for stack in stacks:
+        n = len(stack.layers)
+        for i, layer in enumerate(stack.layers):
+            params = list(layer.parameters()) + (list(stack.rel_bias.parameters()) if i == 0 else [])
+            for p in params:
+                if id(p) not in seen:  # a shared encoder/decoder's blocks hold the same parameters
+                    seen.add(id(p))
+                    groups[n - 1 - i].append(p)
+    return groups
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The specs. FLOPs: matmuls of forward + backward (backward = 2 x forward), see ``stack_flops``.
 # ---------------------------------------------------------------------------------------------------------
@@ -316,4 +367,5 @@ register_architecture(ArchSpec(
 
 
 __all__ = ["BaseModel", "EncoderDecoder", "DecoderOnly", "PrefixLM", "build_model", "count_parameters",
+           "parameter_counts", "adapter_weight_names", "freeze_all_but_adapters", "blocks_from_top",
            "register_architecture", "encoder_decoder_flops", "one_stack_flops", "ARCHITECTURES"]

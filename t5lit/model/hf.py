@@ -45,8 +45,12 @@ _IGNORED_HF_KEYS = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_
 # ------------------------------------------------------------------------------------------------
 
 def _check_convertible(cfg: ModelConfig) -> None:
-    """A ConfigError unless ``cfg``'s architecture exports to transformers' T5 (its ArchSpec says so)."""
+    """A ConfigError unless ``cfg``'s architecture exports to transformers' T5 (its ArchSpec says so) and it has
+    no adapters."""
     spec = cfg.spec
+    if cfg.adapter_dim:
+        raise ConfigError(f"a model with adapter layers (adapter_dim {cfg.adapter_dim}, Table 10) has no transformers "
+                          "T5 equivalent; export the pre-trained or fully fine-tuned model instead")
     if spec.hf_class != "T5ForConditionalGeneration":
         exportable = [n for n in ARCHITECTURES if ARCHITECTURES.get(n).hf_class == "T5ForConditionalGeneration"]
         why = spec.no_hf_reason or f"its transformers class is {spec.hf_class}, not T5ForConditionalGeneration"

@@ -2,9 +2,9 @@
 
 RMS layer norm (scale only), relative position bias (bucketed, one scalar per head), multi-head attention
 without biases and without 1/sqrt(d_kv) scaling (T5 folds it into the initialisation of q), the attention
-kernels, the two feed-forward kinds (relu; gated-gelu of T5 1.1) and the tied output layer. Attention reads
-an ``AttentionMask`` that the stack builds once per pass: the boolean ``allowed`` (B, 1, Tq, Tk), True where
-a query may look, the bias, and their sum as sdpa's additive mask.
+kernels, the two feed-forward kinds (relu; gated-gelu of T5 1.1), adapter layers (Table 10) and the tied
+output layer. Attention reads an ``AttentionMask`` that the stack builds once per pass: the boolean
+``allowed`` (B, 1, Tq, Tk), True where a query may look, the bias, and their sum as sdpa's additive mask.
 
 Every module calls its own submodules (``self.q(x)``, ``self.wo(h)``), so hooks, adapters and module swaps
 see each projection. Attention kernels are looked up by name in ``ATTENTION_KERNELS``: "eager" (the readable
@@ -157,11 +157,14 @@ class AttentionMask:
 
 
 def additive_mask(bias: Tensor | None, allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """bias (+0 where allowed, dtype's most negative finite value elsewhere): (B, H|1, Tq, Tk).
+    """bias (+0 where allowed, a most negative finite value elsewhere): (B, H|1, Tq, Tk).
 
-    A fully masked (padding) query row gets equal scores everywhere, so its softmax stays finite.
+    A fully masked (padding) query row gets equal scores everywhere, so its softmax stays finite. The value is
+    the dtype's most negative finite one, but never below bfloat16's: an fp32 mask meets bf16 scores under CPU
+    autocast (the scores' matmul runs in bf16), where fp32's minimum would round to -inf and a fully masked
+    row (packed rows' padding, in cross-attention) would give NaN.
     """
-    neg = torch.finfo(dtype).min
+    neg = max(torch.finfo(dtype).min, torch.finfo(torch.bfloat16).min)
     if bias is None:
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, neg)
     return bias.to(dtype).masked_fill(~allowed, neg)
@@ -291,6 +294,25 @@ class FeedForward(nn.Module):
         return self.wo(self.dropout(h))
 
 
+class Adapter(nn.Module):
+    """An adapter layer (paper Section 3.5.1, after Houlsby et al. 2019): dense -> ReLU -> dense of inner width
+    ``dim``, back to d_model, with a residual: y = x + up(dropout(relu(down(x)))). The stack puts one after the
+    feed-forward network of every block; ``up`` starts at zero (``init_weights``), so a new adapter is the
+    identity and an adapter model computes what its pre-trained backbone computed."""
+
+    def __init__(self, d_model: int, dim: int, dropout_rate: float):
+        super().__init__()
+        self.down = nn.Linear(d_model, dim, bias=False)
+        self.up = nn.Linear(dim, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.down.out_features}"
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
+        return x + self.up(self.dropout(F.relu(self.down(x))))  # (B, T, dim) inside
+
+
 class TiedOutput(nn.Module):
     """The output layer of a tied model (T5 1.0): logits = (h * d_model**-0.5) E^T, E the embedding's weight.
 
@@ -329,3 +351,6 @@ def init_weights(module: nn.Module, cfg: ModelConfig) -> None:
             if hasattr(module, name):
                 getattr(module, name).weight.normal_(0.0, f * d ** -0.5)
         module.wo.weight.normal_(0.0, f * cfg.d_ff ** -0.5)
+    elif isinstance(module, Adapter):
+        module.down.weight.normal_(0.0, f * d ** -0.5)  # as the FFN's wi
+        module.up.weight.zero_()  # the identity until fine-tuning moves it

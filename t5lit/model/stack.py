@@ -1,8 +1,9 @@
 """The one transformer stack of every architecture (paper Section 3.1.1, 3.2.1, Table 2).
 
-A stack is pre-norm blocks (self-attention, optional cross-attention, FFN), each sub-layer
-``x + dropout(sublayer(norm(x)))``, then a final RMS norm and dropout. It owns the relative position bias
-table: the bias is computed once per pass and shared by all its layers (T5). Flags fix its kind:
+A stack is pre-norm blocks (self-attention, optional cross-attention, FFN with an optional adapter after
+it), each sub-layer ``x + dropout(sublayer(norm(x)))``, then a final RMS norm and dropout. It owns the
+relative position bias table: the bias is computed once per pass and shared by all its layers (T5). Flags
+fix its kind:
 
     encoder                causal=False, cross_attention=False, bidirectional buckets
     enc-dec decoder        causal=True,  cross_attention=True,  unidirectional buckets
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from t5lit.config import ModelConfig
 from t5lit.model.layers import (
+    Adapter,
     Attention,
     AttentionMask,
     FeedForward,
@@ -135,11 +137,12 @@ def stack_flops(cfg: ModelConfig, q_len: int, kv_len: int, layers: int, cross_le
     PaLM's MFU convention (Chowdhery et al. 2022, appendix B): a multiply-add is 2 FLOPs; the projections
     count 2 x d_model x inner_dim per token and matrix; attention scores and the weighted sum count
     2 x 2 x q_len x kv_len x inner_dim at full q_len x kv_len (the kernels compute the masked part too);
-    embedding lookups, norms, softmax and the relative bias are not counted.
+    adapters count their two matrices; embedding lookups, norms, softmax and the relative bias are not counted.
     """
     d, inner = cfg.d_model, cfg.inner_dim
     ffn_mats = 3 if cfg.ffn == "gated-gelu" else 2
     per_token = 2 * (4 * d * inner) + 2 * ffn_mats * d * cfg.d_ff + 2 * 2 * kv_len * inner
+    per_token += 2 * 2 * d * cfg.adapter_dim  # an adapter's two matrices (0 without adapters)
     if cross_len:
         # q and o on the decoder token; k and v are projected once per encoder token (counted below).
         per_token += 2 * (2 * d * inner) + 2 * 2 * cross_len * inner
@@ -150,7 +153,13 @@ def stack_flops(cfg: ModelConfig, q_len: int, kv_len: int, layers: int, cross_le
 
 
 class Block(nn.Module):
-    """One pre-norm layer: self-attention, optional cross-attention, feed-forward; each a residual branch."""
+    """One pre-norm layer: self-attention, optional cross-attention, feed-forward; each a residual branch.
+
+    With ``cfg.adapter_dim`` an adapter (dense-ReLU-dense with a residual, Section 3.5.1) follows the
+    feed-forward network, inside its residual branch: ``x + dropout(adapter(ffn(norm(x))))``. Everything a
+    block computes happens in its ``forward`` (the cross-attention keys and values of the encoder output too),
+    so a block sharded on its own (``t5lit.fsdp``) holds its weights whenever one of them is used.
+    """
 
     def __init__(self, cfg: ModelConfig, cross_attention: bool):
         super().__init__()
@@ -161,23 +170,32 @@ class Block(nn.Module):
             self.cross_attn = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.ffn = FeedForward(cfg)
+        self.adapter = Adapter(cfg.d_model, cfg.adapter_dim, cfg.dropout_rate) if cfg.adapter_dim else None
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.has_cross = cross_attention
 
     def forward(self, x: Tensor, *, mask: AttentionMask, past_kv: tuple[Tensor, Tensor] | None = None,
-                memory_kv: tuple[Tensor, Tensor] | None = None, cross_mask: AttentionMask | None = None
-                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (B, T, D) -> (B, T, D), and this layer's self-attention keys/values including the past."""
+                memory: Tensor | None = None, memory_kv: tuple[Tensor, Tensor] | None = None,
+                cross_mask: AttentionMask | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+        """x (B, T, D) -> (B, T, D), this layer's self-attention keys/values including the past, and its
+        cross-attention keys/values (B, H, Tenc, dk) x 2: ``memory_kv`` when given (a decoding cache holds
+        them), else projected from ``memory`` (B, Tenc, D), the encoder output; None without cross-attention."""
         q, k, v = self.self_attn.project_qkv(self.self_attn_norm(x))  # (B, H, T, dk) x 3
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)  # (B, H, Tpast + T, dk)
         x = x + self.dropout(self.self_attn(q, (k, v), mask))
         if self.has_cross:
+            if memory_kv is None:
+                memory_kv = self.cross_attn.project_kv(memory)
             # T5's cross-attention has no position bias (Section 3.1.1: only self-attention is position-aware).
             q = self.cross_attn.project_q(self.cross_attn_norm(x))
             x = x + self.dropout(self.cross_attn(q, memory_kv, cross_mask))
-        x = x + self.dropout(self.ffn(self.ffn_norm(x)))
-        return x, (k, v)
+        h = self.ffn(self.ffn_norm(x))
+        if self.adapter is not None:
+            h = self.adapter(h)
+        x = x + self.dropout(h)
+        return x, (k, v), memory_kv
 
 
 class Stack(nn.Module):
@@ -243,15 +261,16 @@ class Stack(nn.Module):
         new_kv = []
         for i, layer in enumerate(self.layers):
             memory_kv = None
-            if self.cross_attention:
-                if cache is None:
-                    memory_kv = layer.cross_attn.project_kv(memory)
-                else:
-                    if len(cache.cross_kv) <= i:  # first call: project the encoder output once per layer
-                        cache.cross_kv.append(layer.cross_attn.project_kv(cache.memory_states))
+            if self.cross_attention and cache is not None:
+                if len(cache.cross_kv) > i:  # projected by the first call, once per layer
                     memory_kv = cache.cross_kv[i]
+                else:
+                    memory = cache.memory_states
             past_kv = cache.self_kv[i] if cache is not None and past is not None else None
-            x, kv = layer(x, mask=mask, past_kv=past_kv, memory_kv=memory_kv, cross_mask=cross_mask)
+            x, kv, memory_kv = layer(x, mask=mask, past_kv=past_kv, memory=memory, memory_kv=memory_kv,
+                                     cross_mask=cross_mask)
+            if cache is not None and self.cross_attention and len(cache.cross_kv) <= i:
+                cache.cross_kv.append(memory_kv)
             new_kv.append(kv)
         if cache is not None:
             cache.past, cache.self_kv, cache.memory_states = keys, new_kv, None

@@ -20,6 +20,12 @@ train and dev files have no header (source, label, original label, sentence); ev
 MNLI's ``validation`` split holds the matched and mismatched sets interleaved, each example tagged with
 ``subset``; it is scored per subset as ``accuracy_matched`` and ``accuracy_mismatched`` (the paper's MNLI-m
 and MNLI-mm). ``validation_matched`` / ``validation_mismatched`` (and the test ones) give one set each.
+
+The diagnostic ``glue_ax`` (test only, unlabelled) is cast as MNLI, as T5 does (``glue_utils``: "Cast the GLUE
+diagnostic task as MNLI"): ``mnli hypothesis: <sentence2> premise: <sentence1>``, predicted with the MNLI
+model; it is in no mixture and no average. Its file is the official ``<data_dir>/diagnostic/diagnostic.tsv``
+(``index``, ``sentence1``, ``sentence2``), or the hub's ``ax`` test split. Test examples keep the file's own
+``index`` (QQP: ``id``) as ``idx``: the leaderboard's submission files name examples by it (t5lit/predict.py).
 """
 
 from __future__ import annotations
@@ -107,13 +113,14 @@ def _parse_label(spec: GlueSpec, value: str, where: str):
     return int(value)
 
 
-def read_glue_file(spec: GlueSpec, path: Path) -> list[Example]:
-    """The examples of one official GLUE TSV file, with the hub's field names (``label`` -1 when absent).
+def read_glue_file(spec: GlueSpec, path: Path, unlabelled: bool | None = None) -> list[Example]:
+    """The examples of one official GLUE TSV file, with the hub's field names (``label`` -1 when absent: test
+    files, ``test*.tsv``, unless ``unlabelled`` says otherwise).
 
     Errors name the file and line (the header is line 1): a missing column, a short row, a label outside the
     task's labels (``RTE/dev.tsv:3: unexpected label 'maybe' for GLUE rte; valid: entailment, not_entailment``).
     """
-    unlabelled = path.stem.startswith("test")
+    unlabelled = path.stem.startswith("test") if unlabelled is None else unlabelled
     header, rows = read_tsv_rows(path, header=None if unlabelled else spec.header)
     needed = list(spec.columns.values()) + ([] if unlabelled else [spec.label_column])
     missing = [c for c in needed if c not in header]
@@ -124,9 +131,16 @@ def read_glue_file(spec: GlueSpec, path: Path) -> list[Example]:
     for i, (line, row) in enumerate(rows):
         ex: Example = {field: row[col] for field, col in spec.columns.items()}
         ex["label"] = -1 if unlabelled else _parse_label(spec, row[spec.label_column], f"{path}:{line}")
-        ex["idx"] = i
+        ex["idx"] = _file_index(row, i) if unlabelled else i
         out.append(ex)
     return out
+
+
+def _file_index(row: dict, position: int) -> int:
+    """A test row's own ``index`` (QQP: ``id``) column, which the leaderboard's submissions use; else its
+    position (the same number in the official files)."""
+    value = row.get("index", row.get("id", ""))
+    return int(value) if value.strip().isdigit() else position
 
 
 def _with_subset(examples: list[Example], split: str) -> list[Example]:
@@ -211,3 +225,27 @@ def _register(spec: GlueSpec) -> Task:
 
 for _spec in SPECS.values():
     _register(_spec)
+
+
+# ------------------------------------------------------------------------------------- diagnostic (AX)
+AX = GlueSpec("mnli", "diagnostic", SPECS["mnli"].keys, SPECS["mnli"].label_names,
+              {"premise": "sentence1", "hypothesis": "sentence2"}, "label", label_type="name")
+
+
+def _load_ax(data_dir: Path | None, split: str) -> list[Example]:
+    if data_dir is None:
+        return load_hub(HUB_PATH, "ax", split)
+    return read_glue_file(AX, _ax_file(data_dir), unlabelled=True)
+
+
+def _ax_file(data_dir: Path) -> Path:
+    return data_dir / "diagnostic" / "diagnostic.tsv"
+
+
+register_task(Task(
+    name="glue_ax", source=Source(default=partial(_load_ax, None), local=_load_ax,
+                                  layout="<data_dir>/diagnostic/diagnostic.tsv",
+                                  files=lambda d, split: [_ax_file(d)]),
+    formatter=classification_formatter(AX.name, AX.keys, AX.label_names),
+    postprocessor=label_postprocessor(AX.label_names), metrics=(), splits=("test",),
+    description="GLUE diagnostic (AX), cast as MNLI and predicted with the MNLI model"))

@@ -20,6 +20,27 @@ that names nothing is wrong either way).
 Sources: the hub's ``aps/super_glue`` (WSC: ``wsc.fixed``), or with ``data_dir`` the official layout
 ``<data_dir>/<Task>/{train,val,test}.jsonl`` with Task in BoolQ, CB, COPA, MultiRC, ReCoRD, RTE, WiC, WSC;
 the official nested MultiRC / ReCoRD records are flattened to the hub's rows.
+
+The diagnostics, test only and cast as RTE as T5 does (``glue_utils``: "Cast the SuperGLUE diagnostic tasks as
+RTE"), predicted with the RTE model, in no mixture and no average:
+
+    axb      hypothesis: <sentence2> premise: <sentence1>      -> entailment | not_entailment (MCC)
+    axg      hypothesis: ... premise: ...                      -> entailment | not_entailment (accuracy)
+
+from ``<data_dir>/AX-b/AX-b.jsonl`` and ``<data_dir>/AX-g/AX-g.jsonl`` (the hub's ``axb`` / ``axg``). Their
+files carry labels, so ``t5lit predict`` also scores them.
+
+DPR, the Definite Pronoun Resolution data set (Rahman & Ng, 2012), which the paper adds to SuperGLUE's training
+mixture (Section 2.3) in WSC's format (T5's ``dpr_v001_simple``): the first ``pronoun`` after a space (and
+before a space, "." or ",") is marked, the target is the correct candidate:
+
+    dpr      wsc: Bob asked Tom if *he* can lend some money.       -> Tom               (accuracy)
+
+Its splits are ``train`` (1,322) and ``test`` (564): no validation split, so like T5 (which skips evaluating
+a task without the split) it trains and is never scored. Sources: the hub's
+``community-datasets/definite_pronoun_resolution``, or the authors' files ``<data_dir>/DPR/{train,test}.c.txt``:
+examples of four lines (sentence, pronoun, the two candidates separated by a comma, the correct one), a blank
+line after each.
 """
 
 from __future__ import annotations
@@ -35,6 +56,7 @@ from t5lit.data.tasks.base import (
     Source,
     Task,
     classification_formatter,
+    iter_lines,
     join_fields,
     json_type,
     label_postprocessor,
@@ -57,9 +79,12 @@ SPECS = {
     "copa": ("COPA", "copa", ("choice1", "choice2")), "multirc": ("MultiRC", "multirc", BOOL),
     "record": ("ReCoRD", "record", ()), "rte": ("RTE", "rte", ("entailment", "not_entailment")),
     "wic": ("WiC", "wic", BOOL), "wsc": ("WSC", "wsc.fixed", BOOL),
+    "axb": ("AX-b", "axb", ("entailment", "not_entailment")), "axg": ("AX-g", "axg", ("entailment", "not_entailment")),
 }
 KEYS = {"boolq": ("passage", "question"), "cb": ("hypothesis", "premise"), "rte": ("hypothesis", "premise"),
-        "copa": ("choice1", "choice2", "premise", "question"), "wic": ("sentence1", "sentence2", "word")}
+        "copa": ("choice1", "choice2", "premise", "question"), "wic": ("sentence1", "sentence2", "word"),
+        "axb": ("sentence1", "sentence2"), "axg": ("hypothesis", "premise")}
+DIAGNOSTICS = ("axb", "axg")  # test only: one file <Folder>/<Folder>.jsonl each
 
 
 # ------------------------------------------------------------------------------------- official files
@@ -164,11 +189,15 @@ def read_superglue_file(name: str, path: Path) -> list[Example]:
     return out
 
 
+def _file(name: str, data_dir: Path, split: str) -> Path:
+    folder = SPECS[name][0]
+    return data_dir / folder / (f"{folder}.jsonl" if name in DIAGNOSTICS else f"{FILE_STEMS[split]}.jsonl")
+
+
 def _load(name: str, data_dir: Path | None, split: str) -> list[Example]:
-    folder, config, _ = SPECS[name]
     if data_dir is None:
-        return load_hub(HUB_PATH, config, split)
-    return read_superglue_file(name, data_dir / folder / f"{FILE_STEMS[split]}.jsonl")
+        return load_hub(HUB_PATH, SPECS[name][1], split)
+    return read_superglue_file(name, _file(name, data_dir, split))
 
 
 # ------------------------------------------------------------------------------------- MultiRC
@@ -273,6 +302,70 @@ def wsc_postprocessor(prediction: str, example: Example) -> int:
     return int(p <= r or r <= p)
 
 
+# ------------------------------------------------------------------------------------- DPR
+DPR_HUB = ("community-datasets/definite_pronoun_resolution", "plain_text")
+DPR_FILES = {"train": "train.c.txt", "test": "test.c.txt"}
+
+
+def read_dpr_file(path: Path) -> list[Example]:
+    """The authors' DPR file: per example four lines (sentence, pronoun, "candidate1,candidate2", the correct
+    candidate) and a blank line -> ``{"sentence", "pronoun", "candidates", "label"}`` as the hub has them. An
+    example that is not four lines, or whose answer is not one of its candidates, names its file and line."""
+    blocks: list[tuple[int, list[str]]] = []
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        if blocks and number == blocks[-1][0] + len(blocks[-1][1]):  # the line right after the block's last
+            blocks[-1][1].append(line.strip())
+        else:
+            blocks.append((number, [line.strip()]))
+    if not blocks:
+        raise ConfigError(f"{path}: no examples (the file is empty); expected blocks of four lines: sentence, "
+                          "pronoun, the two candidates separated by a comma, the correct one")
+    out = []
+    for number, lines in blocks:
+        if len(lines) != 4:
+            raise ConfigError(f"{path}:{number}: an example of {len(lines)} line(s); each has four (sentence, pronoun, "
+                              "candidates separated by a comma, the correct one) and a blank line after it")
+        sentence, pronoun, candidates, answer = lines
+        names = [c.strip() for c in candidates.split(",")]
+        folded = [c.lower() for c in names]
+        if answer not in names and answer.lower() not in folded:
+            raise ConfigError(f"{path}:{number + 3}: the answer {answer!r} is not one of the candidates "
+                              f"{', '.join(map(repr, names))}")
+        label = names.index(answer) if answer in names else folded.index(answer.lower())
+        out.append({"sentence": sentence, "pronoun": pronoun, "candidates": names, "label": label})
+    return out
+
+
+def _load_dpr(data_dir: Path | None, split: str) -> list[Example]:
+    if data_dir is None:
+        return load_hub(*DPR_HUB, split)
+    return read_dpr_file(data_dir / "DPR" / DPR_FILES[split])
+
+
+def dpr_formatter(example: Example) -> dict[str, str]:
+    """T5's ``definite_pronoun_resolution_simple``: the first `` <pronoun>`` followed by a space, "." or "," is
+    marked ``*<pronoun>*``; the target is the correct candidate."""
+    pronoun = re.escape(example["pronoun"])
+    text = re.sub(rf" ({pronoun})( |\.|,)", r" *\1*\2", example["sentence"], count=1)
+    label = example.get("label", -1)
+    return {"inputs": f"wsc: {text}", "targets": "<unk>" if label == -1 else example["candidates"][int(label)]}
+
+
+def _dpr_target(example: Example) -> str:
+    return example["candidates"][int(example["label"])]
+
+
+register_task(Task(
+    name="dpr", source=Source(default=partial(_load_dpr, None), local=_load_dpr,
+                              layout="<data_dir>/DPR/{train,test}.c.txt",
+                              files=lambda d, split: [d / "DPR" / DPR_FILES[split]]),
+    formatter=dpr_formatter, postprocessor=text_postprocessor, metrics=(M.accuracy,), splits=("train", "test"),
+    target=_dpr_target, description="Definite Pronoun Resolution (Rahman & Ng 2012) in WSC's format; SuperGLUE's "
+                                    "extra training data (no validation split)"))
+
+
 # ------------------------------------------------------------------------------------- registration
 def _record_labelled(example: Example) -> bool:
     return bool(example.get("answers"))
@@ -280,9 +373,10 @@ def _record_labelled(example: Example) -> bool:
 
 def _register(name: str) -> Task:
     folder, _, label_names = SPECS[name]
+    layout = (f"<data_dir>/{folder}/{folder}.jsonl" if name in DIAGNOSTICS
+              else f"<data_dir>/{folder}/{{train,val,test}}.jsonl")
     source = Source(default=partial(_load, name, None), local=lambda d, split: _load(name, d, split),
-                    layout=f"<data_dir>/{folder}/{{train,val,test}}.jsonl",
-                    files=lambda d, split: [d / folder / f"{FILE_STEMS[split]}.jsonl"])
+                    layout=layout, files=lambda d, split: [_file(name, d, split)])
     kwargs: dict = {}
     if name == "multirc":
         kwargs.update(formatter=multirc_formatter, postprocessor=multirc_postprocessor, target=multirc_target,
@@ -294,6 +388,18 @@ def _register(name: str) -> Task:
     elif name == "wsc":
         kwargs.update(formatter=wsc_formatter, postprocessor=wsc_postprocessor, metrics=(M.accuracy,),
                       preprocess=wsc_train_examples)
+    elif name in DIAGNOSTICS:  # cast as RTE (its prefix and label names); test only, in no average
+        keys = ("hypothesis", "premise")
+        fields = {"hypothesis": "sentence2", "premise": "sentence1"} if name == "axb" else {k: k for k in keys}
+
+        def formatter(example: Example, _format=classification_formatter("rte", keys, label_names)):
+            return _format({**{k: example[v] for k, v in fields.items()}, "label": example.get("label", -1)})
+
+        metric = M.matthews_corrcoef if name == "axb" else M.accuracy
+        return register_task(Task(
+            name=f"super_glue_{name}", source=source, formatter=formatter,
+            postprocessor=label_postprocessor(label_names), metrics=(metric,), splits=("test",),
+            description=f"SuperGLUE diagnostic {folder}, cast as RTE and predicted with the RTE model"))
     else:
         metrics = (M.mean_multiclass_f1(3), M.accuracy) if name == "cb" else (M.accuracy,)
         kwargs.update(formatter=classification_formatter(name, KEYS[name], label_names),
