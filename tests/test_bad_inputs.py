@@ -180,7 +180,7 @@ simple("override-typo-key", ["run", DEBUG_RUN, "pretrain.objectve=lm"],
        "unknown key 'objectve' under 'pretrain'; did you mean 'objective'?")
 simple("override-bad-yaml", ["check", DEBUG_RUN, "finetune.lr=[1"], "the value is not valid YAML; quote it")
 simple("override-objective-parameter", ["check", DEBUG_RUN, "pretrain.objective_params.noise_rate=0.5"],
-       "has no parameter 'noise_rate'; valid: noise_density, mean_noise_span_length")
+       "has no parameter 'noise_rate'; valid: noise_density, surplus_sentinels")
 simple("override-unknown-task", ["check", DEBUG_RUN, "finetune.tasks=[glue_rtee]"],
        "unknown task or mixture 'glue_rtee'; did you mean 'glue_rte'?")
 simple("experiment-task-files-missing", ["check", DEBUG_RUN, "finetune.tasks=[glue_rte]", "finetune.data_dir={tmp}"],
@@ -760,7 +760,7 @@ def _(tmp, fx):
 
 
 # ---- command-line arguments of every subcommand -----------------------------------------------------------
-simple("args-no-command", [], "t5lit needs a command: fit, list, run, check, sweep, eval, vocab, data, export-hf")
+simple("args-no-command", [], "t5lit needs a command: fit, list, run, check, sweep, eval, predict, vocab, data, export-hf")
 simple("args-unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'", "see t5lit --help")
 simple("args-run-no-experiment", ["run"], "the following arguments are required: experiment; see t5lit run --help")
 simple("args-run-unknown-option", ["run", DEBUG_RUN, "--run-dri", "out"],

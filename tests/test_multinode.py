@@ -94,7 +94,7 @@ def test_two_node_ddp_run_and_restart(node, tmp_path):
     assert (run_dir / "finetune" / "builtin_kind" / "best-builtin_kind.ckpt").exists()
     assert not list(run_dir.rglob("*.tmp"))
     # Files of the run are rank 0's alone: TensorBoard names each event file after the process that wrote it.
-    writers = {p.name.rsplit(".", 2)[-2] for p in (run_dir / "tb" / "hparams").glob("events.out.tfevents.*")}
+    writers = {p.name.rsplit(".", 2)[-2] for p in (run_dir / "tb").rglob("events.out.tfevents.*")}
     assert len(writers) == 1, sorted(writers)
     mtime = (run_dir / "pretrain" / "final.ckpt").stat().st_mtime
 

@@ -2,10 +2,14 @@
 step of each stage, shrunk: the row's architecture, objective and model overrides kept, sizes and data
 made tiny (built-in corpus, one built-in task). A file that only breaks at its first step fails here."""
 
+import atexit
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from data.hub_fixtures import write_hub_copies  # tests/data/hub_fixtures.py
 
 from t5lit.experiment import load_experiment
 from t5lit.pipeline import run_experiment
@@ -40,8 +44,23 @@ def _sweep_configs() -> dict[str, dict]:
             variants["first_point"] = {p.name: p.choices[0] if p.choices else p.low for p in spec.space}
         for name, overrides in variants.items():
             cfg = load_experiment(spec.base, {**spec.overrides, **SHRINK, **overrides})
+            if (cfg.get("pretrain") or {}).get("corpus", "builtin") != "builtin":  # Table 8: the paper's data sets,
+                cfg = load_experiment(spec.base, {**spec.overrides, **SHRINK, **overrides,  # local copies in their
+                                                  "pretrain.corpus_options.data_dir": str(_hub())})  # hub layout
             out[f"{path.relative_to(ROOT)}:{name}"] = cfg
     return out
+
+
+_HUB: list[Path] = []
+
+
+def _hub() -> Path:
+    """Small local copies of the Hugging Face data sets of Table 8, in their hub layouts (written once)."""
+    if not _HUB:
+        root = Path(tempfile.mkdtemp(prefix="t5lit-hub-"))
+        atexit.register(shutil.rmtree, root, True)
+        _HUB.append(write_hub_copies(root))
+    return _HUB[0]
 
 
 def _distinct() -> dict[str, dict]:

@@ -83,7 +83,7 @@ def test_values_are_yaml_1_2():
     ({"finetune.temperature": 0}, "finetune.temperature must be > 0"),
     ({"pretrain.objective": "span_corrupton"}, "unknown objective 'span_corrupton'; did you mean 'span_corruption'"),
     ({"pretrain.objective_params": {"noise_density": 1.5}}, "noise_density must be a number in (0.0, 1.0), got 1.5"),
-    ({"pretrain.targets_length": 50}, "expected targets length for iid_denoising (512) is greater than the "
+    ({"pretrain.targets_length": 50}, "expected targets length for iid_denoising (192) is greater than the "
                                       "configured targets_length (50)"),
     ({"pretrain.corpus_options": {"pth": "x"}}, "unknown option 'pth' for corpus 'c4'"),
     ({"model.preset": "t5-bass"}, "unknown preset 't5-bass'; did you mean 't5-base'?"),

@@ -1,5 +1,9 @@
 """Tokenize a corpus once; reuse it from disk as a memory-mapped token array.
 
+Pre-training uses it for a capped corpus (``pretrain.max_tokens`` or ``repeats``: Table 9's truncated C4, small
+corpora repeated exactly); an uncapped corpus is streamed instead (t5lit/data/lanes.py), so that no run waits for
+a whole corpus to be tokenized before its first step.
+
 ``token_cache(corpus, split, vocab)`` concatenates every document's ids, each followed by EOS (T5's
 ``reduce_concat_tokens``), in ``<cache>/tokens/<corpus>-<split>-<key>.bin`` (uint16 when the vocabulary
 has fewer than 65,536 ids, else int32) with its metadata in ``.json`` beside it. Pre-training then cuts
@@ -252,4 +256,9 @@ def _concat_with_eos(encoded: list[list[int]], eos_id: int, dtype: np.dtype) -> 
 
 
 def _unsharded(corpus: str, options: dict) -> dict:
-    return {**options, "shard": False} if corpus in ("c4", "hf") and "shard" not in options else dict(options)
+    """Every document in this process: a corpus that splits itself between ranks and workers (the Hugging Face
+    ones, option ``shard``) is told not to."""
+    from t5lit.data.sources import CORPORA, _option_names
+
+    takes_shard = "shard" in _option_names(CORPORA.get(corpus))
+    return {**options, "shard": False} if takes_shard and "shard" not in options else dict(options)

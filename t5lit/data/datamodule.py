@@ -1,10 +1,13 @@
 """The two DataModules: pre-training (corpus x objective x architecture) and fine-tuning (task or mixture).
 
-Pre-training builds examples the way T5 does (paper Section 3.1.2, T5's span_corruption task): documents
-are tokenized once into a cached token array with EOS after each document, the concatenation is split into
-chunks of the objective's raw length (``raw_length``: 568 tokens for 512 inputs of span corruption), each
-chunk goes through the objective with its own RNG seeded by (seed, epoch, chunk index), and the feature
-converter of the architecture turns {inputs, targets} into model features.
+Pre-training builds examples the way T5 does (paper Section 3.1.2, T5's span_corruption and iid_denoising
+tasks): documents concatenated with EOS after each, cut into chunks of the objective's raw length (511 tokens
+for 512 inputs of the i.i.d. baseline; 568 for span corruption), each chunk through the objective with its own
+generator, and the architecture's feature converter (packing several examples into a row by default, as T5
+does). The corpus is read as ``lanes`` deterministic streams (t5lit/data/lanes.py): streamed and tokenized in the
+DataLoader workers for a corpus of any size, or, with ``max_tokens``, from the token cache of its first
+``max_tokens`` tokens, repeated. The lanes' positions are part of every checkpoint: a resumed run continues
+with exactly the batches of the uninterrupted one.
 
 Fine-tuning tokenizes each task's formatted {inputs, targets} strings (EOS appended, truncated to the
 lengths as T5 does), draws the training stream from the tasks by the mixture's rates, packs it with a
@@ -14,27 +17,46 @@ plan computed per epoch, and validates by generation, scored by each task's metr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from t5lit.data.examples import PretrainFeatures
+from t5lit.data.lanes import Lane, LaneSpec, StreamedComponent
 from t5lit.data.stream import BatchStream, ResumableMixin, StreamLoader, to_tensors
 from t5lit.features import converter_for, pad_rows, plan_packing
 from t5lit.registry import ConfigError
 
-# Corpora that ship a validation split; for the others the last chunks of the train cache are held out.
-CORPORA_WITH_VALIDATION = ("builtin", "c4")
+DATA_FORMAT = 2  # the pre-training data state in checkpoints: lanes (1: one (epoch, batch) position)
+BLOCK_BATCHES = 8  # a lane's block: this many batches' worth of chunks, shuffled and made into examples together
 
 
 def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class PretrainDataModule(ResumableMixin, L.LightningDataModule):
+def training_tokens(steps: int, batch_size: int, world: int, inputs_length: int) -> int:
+    """The paper's count of pre-training tokens: steps x sequences per step x inputs length (2^19 x 128 x 512 =
+    2^35 for the baseline, Section 3.1.2); a corpus of ``max_tokens`` tokens is repeated this / max_tokens times
+    (Table 9)."""
+    return int(steps) * int(batch_size) * int(world) * int(inputs_length)
+
+
+def tokens_for_repeats(repeats: float, steps: int, batch_size: int, world: int, inputs_length: int,
+                       raw_length: int) -> tuple[int, bool]:
+    """``(max_tokens, floored)``: the corpus size that training repeats ``repeats`` times, at least one global
+    batch's chunks (``floored`` when the repeats cannot be kept at this scale: too few training tokens)."""
+    want = math.ceil(training_tokens(steps, batch_size, world, inputs_length) / repeats)
+    least = batch_size * world * raw_length
+    return max(want, least), want < least
+
+
+class PretrainDataModule(L.LightningDataModule):
     """Pre-training batches for ``objective`` on ``corpus`` for the architecture ``arch``.
 
     Args:
@@ -45,83 +67,327 @@ class PretrainDataModule(ResumableMixin, L.LightningDataModule):
             chunk and targets lengths follow from the objective (T5's random_spans_helper); decoder-only
             rows hold inputs + targets. targets_length: pad targets to this length instead (an error when
             the objective's targets can be longer).
-        batch_size: rows per device. max_tokens: tokenize at most this many tokens of the corpus.
-        val_examples: held-out examples for val/loss. seed: seeds the order and every example.
+        batch_size: rows per device. pack: several examples per row (segment ids), as T5 pre-trains.
+        max_tokens: the corpus's first max_tokens tokens, tokenized once and repeated (None: streamed).
+        repeats: instead of max_tokens, the repeats over training (Table 9): max_tokens = steps x batch_size x
+            devices x inputs_length / repeats. steps: the training steps for that (default: the trainer's).
+        lanes: the streams the corpus is read in (a multiple of devices x num_workers; the data order depends
+            on it, not on the workers or devices). val_examples: held-out examples for val/loss.
+        seed: seeds the order and every example.
     """
 
     def __init__(self, corpus: str = "builtin", corpus_options: dict | None = None, vocab: str = "builtin",
                  objective: str = "span_corruption", objective_params: dict | None = None,
                  arch: str = "encoder_decoder", inputs_length: int = 512, batch_size: int = 128,
                  max_tokens: int | None = None, val_examples: int = 256, seed: int = 0, num_workers: int = 0,
-                 cache_dir: str | None = None, targets_length: int | None = None):
+                 cache_dir: str | None = None, targets_length: int | None = None, pack: bool = True,
+                 lanes: int = 64, repeats: float | None = None, steps: int | None = None):
         super().__init__()
         self.save_hyperparameters()
+        if max_tokens is not None and repeats is not None:
+            raise ConfigError("give max_tokens (the corpus's size) or repeats (how often training sees it), not "
+                              "both")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ConfigError(f"lanes must be an integer >= 1, got {lanes!r}")
         # objective x architecture: the length budget and the feature converter (shared with `t5lit data show`)
         self.recipe = PretrainFeatures.build(objective, objective_params, arch, inputs_length, targets_length)
         self.objective_fn, self.converter = self.recipe.objective, self.recipe.converter
-        self.raw_length, self.targets_length = self.recipe.budget.raw, self.recipe.budget.targets
+        self.raw_length, self.targets_length = self.recipe.raw_length(pack), self.recipe.budget.targets
         self.vocab = None
+        self.spec: LaneSpec | None = None
+        self.train_tokens = None
+        self.num_train_chunks: int | None = None  # cached corpora only
+        self.info: dict = {}
+        self._positions: dict[int, list[int]] = {}  # lane -> [lane batch, *position] after its last consumed batch
+        self._resume: tuple[int, dict] | None = None
 
     def fingerprint(self) -> str:
         hp = self.hparams
-        extra = () if hp.targets_length is None else (hp.targets_length,)  # unset: the fingerprint of old runs
-        return _fingerprint(hp.corpus, hp.corpus_options, hp.vocab, hp.objective, hp.objective_params, hp.arch,
-                            hp.inputs_length, hp.batch_size, hp.max_tokens, hp.seed, *extra)
+        return _fingerprint(DATA_FORMAT, hp.corpus, hp.corpus_options, hp.vocab, hp.objective, hp.objective_params,
+                            hp.arch, hp.inputs_length, hp.targets_length, hp.batch_size, hp.max_tokens, hp.repeats,
+                            hp.seed, hp.pack, hp.lanes, BLOCK_BATCHES)
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def setup(self, stage: str | None = None):
         if self.vocab is not None:
             return
-        from t5lit.data.cache import token_cache
         from t5lit.data.vocab import load_vocabulary
 
         hp = self.hparams
-        self.vocab = load_vocabulary(hp.vocab, cache_dir=hp.cache_dir)
+        rank, world = self._world()
+        workers = max(1, hp.num_workers)
+        if hp.lanes % (world * workers):
+            raise ConfigError(f"pretrain.lanes ({hp.lanes}) must be a multiple of devices x num_workers ({world} x "
+                              f"{workers}): each DataLoader worker of each device reads whole lanes")
+        vocab = load_vocabulary(hp.vocab, cache_dir=hp.cache_dir)
         model_vocab = getattr(getattr(self.trainer, "lightning_module", None), "config", None)
-        if model_vocab is not None and self.vocab.vocab_size > model_vocab.vocab_size:
-            raise ConfigError(f"vocabulary has {self.vocab.vocab_size} ids but the model's vocab_size is "
+        if model_vocab is not None and vocab.vocab_size > model_vocab.vocab_size:
+            raise ConfigError(f"vocabulary has {vocab.vocab_size} ids but the model's vocab_size is "
                               f"{model_vocab.vocab_size}; raise model vocab_size or use a smaller vocabulary")
+        self.vocab = vocab
+        max_tokens = self._max_tokens(world)
+        block = BLOCK_BATCHES * hp.batch_size
+        if max_tokens is not None:
+            val = self._setup_cached(max_tokens)
+            self.spec = LaneSpec(hp.lanes, hp.seed, hp.batch_size, block, hp.pack, self.raw_length,
+                                 cached_chunks=self.num_train_chunks)
+        else:
+            components, val = self._setup_streamed()
+            self.spec = LaneSpec(hp.lanes, hp.seed, hp.batch_size, block, hp.pack, self.raw_length,
+                                 components=components, rates=tuple(c.component.rate for c in components))
+        self.num_val_examples = len(val)
+        self._val_examples = val
+        self._report(world)
+
+    def _max_tokens(self, world: int) -> int | None:
+        hp = self.hparams
+        if hp.repeats is None:
+            return hp.max_tokens
+        steps = hp.steps if hp.steps is not None else getattr(self.trainer, "max_steps", None)
+        if steps is None or steps < 1:
+            raise ConfigError("repeats needs the number of training steps (steps=, or the trainer's max_steps)")
+        tokens, floored = tokens_for_repeats(hp.repeats, steps, hp.batch_size, world, hp.inputs_length,
+                                             self.raw_length)
+        if floored:
+            import warnings
+
+            warnings.warn(f"repeats {hp.repeats:g}: {steps} steps of {hp.batch_size} x {world} rows cannot repeat a "
+                          f"corpus that often (it would be smaller than one batch); using one batch's "
+                          f"{tokens:,} tokens", stacklevel=2)
+        return tokens
+
+    def _setup_cached(self, max_tokens: int) -> list[dict]:
+        """The token cache of the first max_tokens tokens; validation from the validation split, else the last
+        chunks of the cache."""
+        from t5lit.data.cache import token_cache
+        from t5lit.data.sources import corpus_components
+
+        hp = self.hparams
+        components = corpus_components(hp.corpus, hp.corpus_options)
+        if len(components) > 1:
+            raise ConfigError(f"max_tokens with the mixture {hp.corpus!r}: a token cache holds one corpus; stream "
+                              "the mixture (max_tokens: null) or cap one corpus")
         opts = dict(cache_dir=hp.cache_dir, corpus_options=hp.corpus_options)
-        self.train_tokens = token_cache(hp.corpus, "train", self.vocab, max_tokens=hp.max_tokens, **opts)
+        self.train_tokens = token_cache(hp.corpus, "train", self.vocab, max_tokens=max_tokens, **opts)
         n_train = self.train_tokens.num_chunks(self.raw_length)
-        if hp.corpus in CORPORA_WITH_VALIDATION:
-            self.val_tokens = token_cache(hp.corpus, "validation", self.vocab, max_tokens=hp.max_tokens, **opts)
-            self.val_offset = 0
-            n_val = min(hp.val_examples, self.val_tokens.num_chunks(self.raw_length))
+        if components[0].has_validation:
+            val_tokens = token_cache(hp.corpus, "validation", self.vocab, max_tokens=max_tokens, **opts)
+            offset, n_val = 0, min(hp.val_examples, val_tokens.num_chunks(self.raw_length))
         else:  # hold out the last chunks of the train split
             n_val = min(hp.val_examples, n_train // 10)
-            self.val_tokens, self.val_offset = self.train_tokens, n_train - n_val
+            val_tokens, offset = self.train_tokens, n_train - n_val
             n_train -= n_val
-        self.num_train_chunks, self.num_val_examples = n_train, n_val
+        self.num_train_chunks = n_train
         if n_train < hp.batch_size:
             raise ConfigError(f"corpus {hp.corpus!r} gives {n_train} training chunks of {self.raw_length} tokens, "
                               f"fewer than one batch of {hp.batch_size}; use more data or a smaller batch")
-        # One batch now, so that an objective that cannot work with this vocabulary (too few extra ids for
-        # its sentinels) fails here in one line, not later inside a DataLoader worker.
-        self.examples(self.train_tokens, [0], 0)
+        self.info["corpus_tokens"] = n_train * self.raw_length
+        chunks = np.stack([val_tokens.chunk(offset + i, self.raw_length) for i in range(n_val)]) if n_val else None
+        # At least one example now, so that an objective that cannot work with this vocabulary (too few extra ids
+        # for its sentinels) fails here in one line, not later inside a DataLoader worker.
+        probe = chunks if chunks is not None else np.stack([self.train_tokens.chunk(0, self.raw_length)])
+        examples = self.recipe.examples(probe, [np.random.default_rng((hp.seed, 0, offset + i))
+                                                for i in range(len(probe))], self.vocab)
+        return examples if n_val else []
 
-    def examples(self, tokens, chunks: list[int], epoch: int) -> list[dict]:
-        """Chunks ``chunks`` through the objective, each with its own RNG (seed, epoch, chunk index); the
-        vectorised path gives the same examples as per-example calls."""
-        rows = np.stack([tokens.chunk(c, self.raw_length) for c in chunks])
-        rngs = [np.random.default_rng((self.hparams.seed, epoch, c)) for c in chunks]
-        return self.recipe.examples(rows, rngs, self.vocab)
+    def _setup_streamed(self) -> tuple[list[StreamedComponent], list[dict]]:
+        """Every component's shards; validation examples from its validation split, else from the first
+        documents of its first shard (held out of training)."""
+        from t5lit.data.sources import corpus_components, corpus_shards
 
+        hp = self.hparams
+        out, val = [], []
+        for comp in corpus_components(hp.corpus, hp.corpus_options):
+            shards = tuple(corpus_shards(comp, "train"))
+            want = max(1, round(hp.val_examples * comp.rate))
+            if comp.has_validation:
+                chunks, _ = _first_chunks(corpus_shards(comp, "validation"), want, self.raw_length, self.vocab)
+                held = ()
+            else:
+                chunks, used = _first_chunks(shards[:1], want, self.raw_length, self.vocab, keep_some=len(shards) == 1)
+                held = (used,)
+            out.append(StreamedComponent(comp, shards, held))
+            rngs = [np.random.default_rng((hp.seed, 0, len(val) + i)) for i in range(len(chunks))]
+            if len(chunks):
+                val.extend(self.recipe.examples(np.stack(chunks), rngs, self.vocab))
+        return out, val[:hp.val_examples]
+
+    def _report(self, world: int) -> None:
+        """Log what the corpus is and, when capped, how often training repeats it (Table 9)."""
+        hp = self.hparams
+        trainer = self.trainer
+        steps = hp.steps if hp.steps is not None else getattr(trainer, "max_steps", None)
+        info = self.info
+        info.update(lanes=hp.lanes, pack=hp.pack, mode="cached" if self.train_tokens is not None else "streamed")
+        if "corpus_tokens" in info and steps and steps > 0:
+            info["training_tokens"] = training_tokens(steps, hp.batch_size, world, hp.inputs_length)
+            info["repeats"] = info["training_tokens"] / info["corpus_tokens"]
+        from lightning.pytorch.utilities import rank_zero_info
+
+        if "repeats" in info:
+            rank_zero_info(f"pre-training data: {hp.corpus}, its first {info['corpus_tokens']:,} tokens for training, "
+                           f"repeated {info['repeats']:,.1f} times over {info['training_tokens']:,} training tokens")
+        logger = getattr(trainer, "logger", None) if trainer is not None else None
+        if logger is not None and trainer.is_global_zero and "repeats" in info:
+            logger.log_metrics({"data/repeats": float(info["repeats"]),
+                                "data/corpus_tokens": float(info["corpus_tokens"])}, step=0)
+
+    # ------------------------------------------------------------------------------------------ batches
     def train_batch(self, epoch: int, batch: int) -> dict:
-        b, seed = self.hparams.batch_size, self.hparams.seed
-        order = np.random.default_rng((seed, epoch)).permutation(self.num_train_chunks)
-        chunks = [int(c) for c in order[batch * b:(batch + 1) * b]]
-        return self.recipe.features(self.examples(self.train_tokens, chunks, epoch))
+        """Batch ``batch`` (a global index) of a run whose lanes all start at epoch (or pass) ``epoch``."""
+        lane_no, j = batch % self.spec.lanes, batch // self.spec.lanes
+        lane = Lane(self.spec, lane_no, self.recipe, self.vocab, self.train_tokens, epoch=epoch)
+        for _ in range(j):
+            lane.next_batch()
+        return lane.next_batch()
 
     def train_dataloader(self):
-        stream = BatchStream(self.train_batch, lambda epoch: self.num_train_chunks // self.hparams.batch_size)
-        return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
-                            pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
+        dataset = LaneBatches(self.spec, self.recipe, self.vocab, self.train_tokens)
+        return LaneLoader(dataset, self._loader_position, num_workers=self.hparams.num_workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self):
-        b, n = self.hparams.batch_size, self.num_val_examples
-        examples = self.examples(self.val_tokens, [self.val_offset + i for i in range(n)], 0) if n else []
-        batches = [to_tensors(self.recipe.features(examples[i:i + b])) for i in range(0, n, b)]
+        b, examples = self.hparams.batch_size, self._val_examples
+        batches = [to_tensors(self.recipe.features(examples[i:i + b])) for i in range(0, len(examples), b)]
         return DataLoader(batches, batch_size=None)  # ready-made batches, in order
+
+    # ------------------------------------------------------------------------------------------ resuming
+    def _loader_position(self) -> tuple[int, int, int, dict]:
+        """(first local batch, rank, world, lane positions) for a new iteration; uses up an armed resume."""
+        rank, world = self._world()
+        if self._resume is not None:
+            done, lanes = self._resume
+            self._resume = None
+            self._positions = {int(k): list(v) for k, v in lanes.items()}
+            return done, rank, world, self._positions
+        return 0, rank, world, {}
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Keep the lane position each training batch carries (the model never sees it)."""
+        if isinstance(batch, dict) and "_lane_state" in batch:
+            state = batch.pop("_lane_state").tolist()
+            self._positions[int(state[0])] = [int(x) for x in state[1:]]
+        return batch
+
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        positions = dict(self._positions)
+        if trainer.world_size > 1:  # every rank consumed its own lanes; the checkpoint keeps them all
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                gathered: list = [None] * dist.get_world_size()
+                dist.all_gather_object(gathered, positions)
+                for part in gathered:
+                    positions.update(part)
+        return {"format": DATA_FORMAT, "batches_done": done, "fingerprint": self.fingerprint(),
+                "lanes": {str(k): v for k, v in sorted(positions.items())}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if state.get("format") != DATA_FORMAT or state.get("fingerprint") != self.fingerprint():
+            raise ConfigError("checkpoint's data settings differ from this data module's (corpus, objective, "
+                              "seed, lengths, batch size, packing or lanes changed, or it was written by an older "
+                              "t5lit); resume with the same data config")
+        self._resume = (int(state["batches_done"]), dict(state["lanes"]))
+
+
+def _first_chunks(shards, want: int, raw: int, vocab, keep_some: bool = False) -> tuple[list[np.ndarray], int]:
+    """The first ``want`` chunks of the documents of ``shards`` read in order, and the number of documents they
+    used (of the first shard). ``keep_some``: when that would use up the only shard, use its first tenth."""
+    from t5lit.data.sources import read_shard
+
+    docs: list[str] = []
+    tokens: list[np.ndarray] = []
+    have = 0
+    for ref in shards:
+        for doc in read_shard(ref):
+            docs.append(doc)
+            ids = vocab.encode(doc, sentinels=False)
+            if ids:
+                tokens.append(np.append(np.asarray(ids, np.int32), np.int32(vocab.eos_id)))
+                have += len(ids) + 1
+            if have >= want * raw:
+                break
+        if have >= want * raw:
+            break
+    used = len(docs)
+    if keep_some and shards:
+        rest = next(itertools.islice(read_shard(shards[0]), used, None), None)
+        if rest is None:  # the whole (only) shard: hold out its first tenth instead
+            used = max(1, len(docs) // 10)
+            tokens = [np.append(np.asarray(ids, np.int32), np.int32(vocab.eos_id))
+                      for ids in (vocab.encode(d, sentinels=False) for d in docs[:used]) if ids]
+    flat = np.concatenate(tokens) if tokens else np.zeros(0, np.int32)
+    n = min(want, len(flat) // raw)
+    return [flat[i * raw:(i + 1) * raw] for i in range(n)], used
+
+
+class LaneBatches(IterableDataset):
+    """The training batches of one rank: local batch ``k`` is global batch ``k * world + rank``, made by lane
+    ``g % lanes`` as its ``g // lanes``-th; DataLoader worker ``w`` of ``W`` makes local batches ``w, w + W, ...``
+    from the start (PyTorch's order of collection), so each worker owns whole lanes when lanes is a multiple of
+    world x W. The start and the lanes' positions live in shared memory, set by the loader for each iteration."""
+
+    def __init__(self, spec: LaneSpec, recipe, vocab, tokens=None):
+        self.spec, self.recipe, self.vocab, self.tokens = spec, recipe, vocab, tokens
+        self._start = torch.tensor([0, 0, 1], dtype=torch.long).share_memory_()  # first local batch, rank, world
+        # Per lane: [known, lane batch, *position] of the lane after its last consumed batch.
+        self._lanes = torch.zeros(spec.lanes, 2 + spec.state_width, dtype=torch.long).share_memory_()
+
+    def set_position(self, start: int, rank: int, world: int, positions: dict[int, list[int]]) -> None:
+        self._start.copy_(torch.tensor([start, rank, world], dtype=torch.long))
+        self._lanes.zero_()
+        for lane, values in positions.items():
+            self._lanes[int(lane), 0] = 1
+            self._lanes[int(lane), 1:] = torch.tensor(values, dtype=torch.long)
+
+    def __iter__(self):
+        start, rank, world = self._start.tolist()
+        known = self._lanes.numpy().copy()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self._batches(start, rank, world, known, worker, workers)
+
+    def _batches(self, start, rank, world, known, worker, workers):
+        lanes: dict[int, Lane] = {}
+        n = self.spec.lanes
+        for k in itertools.count(start + worker, workers):
+            g = k * world + rank
+            lane_no, j = g % n, g // n
+            lane = lanes.get(lane_no)
+            if lane is None:
+                saved = known[lane_no]
+                position = None
+                if saved[0]:
+                    if int(saved[1]) + 1 != j:
+                        raise RuntimeError(f"lane {lane_no}: the checkpoint holds its batch {int(saved[1])}, but the "
+                                           f"run resumes at its batch {j}")
+                    position = tuple(int(x) for x in saved[2:])
+                lane = lanes[lane_no] = Lane(self.spec, lane_no, self.recipe, self.vocab, self.tokens, position)
+            batch = lane.next_batch()
+            batch["_lane_state"] = np.array([lane_no, j, *lane.position], np.int64)
+            yield to_tensors(batch)
+
+
+class LaneLoader(DataLoader):
+    """A DataLoader over LaneBatches that asks its data module where to start each time it is iterated."""
+
+    def __init__(self, dataset: LaneBatches, position, **kwargs):
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self._position = position
+
+    def __iter__(self):
+        self.dataset.set_position(*self._position())  # before the (persistent) workers start this iteration
+        return super().__iter__()
 
 
 class FinetuneDataModule(ResumableMixin, L.LightningDataModule):

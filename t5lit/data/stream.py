@@ -1,4 +1,5 @@
-"""Deterministic, resumable batch streams shared by the pre-training and fine-tuning data modules.
+"""Deterministic, resumable batch streams of the fine-tuning data module (pre-training reads its corpus as lanes,
+t5lit/data/lanes.py, whose batches carry their own positions; ``to_tensors`` serves both).
 
 A stream is an IterableDataset of whole batches: batch ``b`` of epoch ``e`` on rank ``r`` is a pure
 function ``make_batch(e, b * world + r)`` of the data module's settings, so the order never depends on

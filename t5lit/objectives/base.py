@@ -74,16 +74,29 @@ class Budget:
 
     raw: tokens per chunk; inputs: the longest inputs, EOS included (0: the objective has no inputs part,
     as the LM objective, whose whole sequence is targets); targets: the longest targets, EOS included.
-    ``Budget(568, 512, 114)`` is span corruption at 512 (Section 3.1.4).
+    ``Budget(568, 512, 114)`` is span corruption at 512 (Section 3.1.4). total (optional): the longest inputs +
+    targets of one example when that is less than inputs + targets: an objective that splits its chunk between
+    the two (prefix LM, drop tokens) makes examples of raw + 2 tokens, half a one-stack row, and a packed row
+    then holds two of a slightly shorter chunk (``PretrainFeatures``). trim: the lengths bound all but rare
+    examples (the i.i.d. objectives' targets, as T5 set them), which are cut to them.
     """
 
     raw: int
     inputs: int
     targets: int
+    total: int = 0  # 0: inputs + targets
+    # The lengths are T5's sequence lengths, which a rare example exceeds: it is cut to them, EOS kept last (T5
+    # trimmed to its sequence lengths), instead of being an error.
+    trim: bool = False
 
     @property
     def has_inputs(self) -> bool:
         return self.inputs > 0
+
+    @property
+    def longest(self) -> int:
+        """The longest inputs + targets of one example."""
+        return self.total or self.inputs + self.targets
 
     def check_example(self, objective: str, inputs_length: int, n_inputs: int, n_targets: int) -> None:
         """One line when an example broke the budget its objective declared (a plug-in's bug, caught early)."""
@@ -242,7 +255,7 @@ def budget(name_or_objective: str | BoundObjective, inputs_length: int, targets_
     if targets_length < b.targets:
         raise ConfigError(f"expected targets length for {objective.name} ({b.targets}) is greater than the "
                           f"configured targets_length ({targets_length}) at inputs_length {inputs_length}")
-    return Budget(b.raw, b.inputs, int(targets_length))
+    return Budget(b.raw, b.inputs, int(targets_length), b.total, b.trim)
 
 
 def raw_length(name_or_objective: str | BoundObjective, inputs_length: int, targets_length: int | None = None,

@@ -8,10 +8,13 @@ Worked examples use ``SimpleVocab(200)`` (sentinels 199, 198, ...) and the chunk
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from t5lit.objectives.base import (
+    Budget,
+    ConfigError,
     VocabLike,
     append_eos,
     as_tokens,
@@ -22,6 +25,7 @@ from t5lit.objectives.base import (
 )
 from t5lit.objectives.noise import bounds_from_keys, iid_noise_mask, random_spans_counts, random_spans_noise_mask
 from t5lit.objectives.transforms import (
+    SURPLUS_SENTINELS,
     drop_noise_tokens,
     drop_nonnoise_tokens,
     full_sequence,
@@ -30,6 +34,7 @@ from t5lit.objectives.transforms import (
     noise_token_to_sentinel,
     nonnoise_span_to_unique_sentinel,
 )
+from t5lit.registry import unknown_name_message
 
 Transform = Callable[..., np.ndarray]
 
@@ -167,20 +172,74 @@ def _check_density(noise_density: float = 0.15, **_) -> None:
     check_fraction("noise_density", noise_density)
 
 
-@register_objective("iid_denoising", check=_check_density)
+# T5's targets lengths for the study's i.i.d. objectives at 512 inputs (t5/models/gin/objectives/iid_10_u_u.gin,
+# iid_15_u_u, iid_25_u_u, iid_50_u_u: "about 512 * density * 2"; iid_15_d_d: "the 99.9th percentile of expected
+# target length with 15% drop prob"). A longer target was cut. At 10% 103 cuts about 4 examples in 10 (their
+# targets average 99 tokens, sd 12), at 15% 192 about 1 in 5,000, at 25% 256 about 1 in 50: the paper's rows
+# were trained so; a longer pretrain.targets_length keeps more.
+T5_TARGETS_AT_512 = {("iid_denoising", 0.10): 103, ("iid_denoising", 0.15): 192, ("iid_denoising", 0.25): 256,
+                     ("iid_denoising", 0.50): 512, ("drop_tokens", 0.15): 104}
+
+
+def _iid_targets(objective: str, inputs_length: int, noise_density: float) -> int:
+    """The targets length of an i.i.d. objective: T5's at 512 inputs (above); elsewhere the longest targets of
+    4,000 simulated chunks plus a tenth, at most inputs_length (about 1 example in 10^5 or fewer is cut)."""
+    known = T5_TARGETS_AT_512.get((objective, round(float(noise_density), 4)))
+    if inputs_length == 512 and known is not None:
+        return known
+    return _simulated_targets(objective, int(inputs_length), float(noise_density))
+
+
+@lru_cache(maxsize=64)
+def _simulated_targets(objective: str, inputs_length: int, noise_density: float) -> int:
+    n = inputs_length - 1
+    mask = np.random.default_rng(0).random((4000, n)) < noise_density  # (4000, n) i.i.d. noise
+    noise = mask.sum(axis=1)
+    if objective == "drop_tokens":
+        longest = noise + 1
+    else:  # the noise tokens, a sentinel per non-noise run, EOS
+        starts = ~mask & np.concatenate([np.ones((len(mask), 1), bool), mask[:, :-1]], axis=1)
+        longest = noise + starts.sum(axis=1) + 1
+    return int(min(inputs_length, int(longest.max() * 1.1) + 1))
+
+
+def _iid_budget(inputs_length: int, noise_density: float = 0.15, **_) -> Budget:
+    return Budget(inputs_length - 1, inputs_length, _iid_targets("iid_denoising", inputs_length, noise_density),
+                  trim=True)
+
+
+def _check_iid(noise_density: float = 0.15, surplus_sentinels: str = "vocabulary", **_) -> None:
+    check_fraction("noise_density", noise_density)
+    if surplus_sentinels not in SURPLUS_SENTINELS:
+        raise ConfigError(unknown_name_message("surplus_sentinels", surplus_sentinels, list(SURPLUS_SENTINELS)))
+
+
+@register_objective("iid_denoising", budget=_iid_budget, check=_check_iid)
 def iid_denoising(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike,
-                  noise_density: float = 0.15) -> dict:
-    """"Replace corrupted spans" (Table 5; the rates of Table 6, the i.i.d. baseline of Table 7): i.i.d. noise,
-    each noise run -> a unique sentinel; targets are the noise runs with a sentinel for each non-noise run
-    (T5's numbering: when the chunk starts with noise the targets start with that noise and the sentinels count
-    the non-noise runs).
+                  noise_density: float = 0.15, surplus_sentinels: str = "vocabulary") -> dict:
+    """"Replace corrupted spans": the study's baseline objective (Section 3.1.4; the ★ rows of Tables 2-6 and
+    Table 7's "i.i.d." row; the rates of Table 6): i.i.d. noise, each noise run -> a unique sentinel; targets
+    are the noise runs with a sentinel for each non-noise run (T5's numbering: when the chunk starts with noise
+    the targets start with that noise and the sentinels count the non-noise runs).
+
+    A chunk can hold more noise runs than the vocabulary has extra ids: about n * d * (1 - d) of them, 96 and 128
+    on 511 tokens at 25% and 50% (Table 6). ``surplus_sentinels="vocabulary"`` numbers the surplus runs as T5's
+    code did, on down into the ordinary pieces below the extra ids; ``"error"`` refuses such an example
+    (``t5lit.objectives.transforms.unique_sentinels``).
 
     ``tokens`` 10..29, rng 0 -> inputs ``[10 11 199 14 15 16 17 18 19 20 198 22 197 24 25 26 27 28 29 1]``,
     targets ``[199 12 13 198 21 197 23 196 1]`` (the last sentinel stands for the non-noise tail).
     """
     tokens = as_tokens(tokens)
     mask = iid_noise_mask(tokens.shape[0], noise_density, rng)
-    return denoise(tokens, rng, vocab, mask, noise_span_to_unique_sentinel, nonnoise_span_to_unique_sentinel)
+
+    def inputs_fn(t, m, v, r):
+        return noise_span_to_unique_sentinel(t, m, v, r, surplus=surplus_sentinels)
+
+    def targets_fn(t, m, v, r):
+        return nonnoise_span_to_unique_sentinel(t, m, v, r, surplus=surplus_sentinels)
+
+    return denoise(tokens, rng, vocab, mask, inputs_fn, targets_fn)
 
 
 def _check_bert(noise_density: float = 0.15, random_token_prob: float = 0.1, **_) -> None:
@@ -218,7 +277,14 @@ def mass_style(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, n
     return denoise(tokens, rng, vocab, mask, noise_token_to_sentinel, full_sequence)
 
 
-@register_objective("drop_tokens", check=_check_density)
+def _drop_budget(inputs_length: int, noise_density: float = 0.15, **_) -> Budget:
+    """A chunk of inputs_length - 1 tokens split between inputs and targets (examples of raw + 2 tokens), the
+    targets as long as T5 made them (``T5_TARGETS_AT_512``)."""
+    targets = _iid_targets("drop_tokens", inputs_length, noise_density)
+    return Budget(inputs_length - 1, inputs_length, targets, inputs_length + 1, trim=True)
+
+
+@register_objective("drop_tokens", budget=_drop_budget, check=_check_density)
 def drop_tokens(tokens: np.ndarray, rng: np.random.Generator, vocab: VocabLike, noise_density: float = 0.15) -> dict:
     """"Drop corrupted tokens" (Table 5): noise tokens removed from the inputs; targets are the removed tokens.
 

@@ -51,10 +51,11 @@ def prefix_targets_length(n: int, noise_density: float) -> int:
     return n - min_prefix + 1
 
 
-def _prefix_lengths(inputs_length: int, noise_density: float) -> tuple[int, int]:
+def _prefix_lengths(inputs_length: int, noise_density: float) -> Budget:
     # The prefix keeps at least one token for the targets, so a chunk of inputs_length tokens gives inputs of
-    # at most inputs_length (prefix + EOS). T5 uses inputs_length - 1 (split_tokens_to_inputs_length).
-    return inputs_length, prefix_targets_length(inputs_length, noise_density)
+    # at most inputs_length (prefix + EOS). T5 uses inputs_length - 1 (split_tokens_to_inputs_length). Every
+    # example holds the whole chunk plus two EOS.
+    return Budget(inputs_length, inputs_length, prefix_targets_length(inputs_length, noise_density), inputs_length + 2)
 
 
 @register_objective("prefix_lm", budget=_prefix_lengths, check=_check_prefix)

@@ -12,10 +12,17 @@ interval with several seeds, the paired bootstrap over evaluation examples with 
 of each row, or says why none was possible. A grid that names a paper table (``paper_table``) then gets its
 scorecard: measured beside published, the agreement of the orderings, and the section's claims.
 
+The report ends with one line saying what the sweep found (t5lit/sweep/conclusion.py): the best row, its
+margin over the next with the test's interval and verdict, how many rows it beats significantly, and for a
+paper table each of the table's claims the rows test, with its mean effect and confidence.
+
 Files, under ``<out>/<study>/report/``: table.md (the whole report), table.csv, significance.csv,
-scores.png, curves.png (validation curves: mean over seeds and their band), compute.png (score against
-training compute); with a paper table also scorecard.md, scorecard.csv, claims.csv and scorecard.png; tb/
-(the report as TensorBoard text, the figures as images).
+scores.png (bars from zero, error bars), curves.png (pre-training loss beside the fine-tuning validation
+curves: mean over seeds and their band), compute.png (score against training compute); with a paper table
+also scorecard.md, scorecard.csv, claims.csv and scorecard.png; tb/ (the report as TensorBoard text, the
+figures as images). Beside it, ``<out>/<study>/hparams/`` holds the sweep's one HParams experiment
+(t5lit/hparams.py): the hyperparameters that vary across its runs first, the Average and each task's score
+as metrics, so that ``tensorboard --logdir <out>/<study>`` opens on the comparison.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import csv
 import io
 import math
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,18 +286,101 @@ def write_report(sweep: str | Path | None = None, *, study: str | None = None, s
         _write_rows(files["scorecard_csv"], card.cells)
         _write_rows(files["claims"], [{"claim": c.claim.text, "kind": c.claim.kind, "verdict": c.verdict,
                                        "detail": c.detail} for c in card.claims])
+    from t5lit.sweep.conclusion import findings
+
+    md += "\n" + findings(variants, columns, tester, card) + "\n"
     atomic_write_text(files["markdown"], md)
     _write_csv(files["csv"], variants, columns)
     _write_rows(files["significance"], _significance_rows(variants, columns, tester))
-    figures = {"scores": plots.scores(study, variants, columns), "curves": plots.curves(study, variants),
-               "compute": plots.compute(study, variants, AVERAGE if AVERAGE in columns else (columns or ["–"])[0])}
+    intervals = column_intervals(variants, columns, tester)
+    figures = {"scores": plots.scores(study, variants, columns, intervals), "curves": plots.curves(study, variants),
+               "compute": plots.compute(study, variants, AVERAGE if AVERAGE in columns else (columns or ["–"])[0],
+                                        intervals)}
     if card is not None:
         figures["scorecard_png"] = plots.scorecard(study, card)
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(files["tensorboard"])) as w:
-        w.add_text(f"sweep/{study}", md)
-        for key, fig in figures.items():
-            png = plots.save(fig, files[key])
-            w.add_image(f"sweep/{study}/{key.removesuffix('_png')}", plots.pixels(png), dataformats="HWC")
+    pngs = {key: plots.save(fig, files[key]) for key, fig in figures.items()}
+    write_tensorboard(files["tensorboard"], study, md, {k.removesuffix("_png"): png for k, png in pngs.items()})
+    files["hparams"] = write_sweep_experiment(Path(out_dir) / study, variants, columns, spec)
     return Report(study, columns, variants, bold, md, files, card)
+
+
+# ------------------------------------------------------------------------------------------ TensorBoard
+def column_intervals(variants: list[Variant], columns: list[str], tester) -> dict[tuple[str, str], tuple]:
+    """The 95% bootstrap interval over the evaluation examples of each one-seed variant's columns (the
+    resamples the paired bootstrap uses), for the figures' error bars: ``{(variant, column): (low, high)}``."""
+    from t5lit import stats as S
+
+    out = {}
+    for v in variants:
+        runs = v.values_of_runs()
+        if len(runs) != 1:
+            continue
+        try:
+            _, boot = tester._boot(runs[0])
+        except Exception:  # noqa: BLE001 - no per-example scores: no interval, the figure says so
+            continue
+        out.update({(v.name, c): S.percentile_interval(boot[c]) for c in columns if c in boot})
+    return out
+
+
+def write_tensorboard(folder: Path, study: str, markdown: str, pngs: dict[str, bytes]) -> Path:
+    """The report on TensorBoard (``<out>/<study>/report/tb``): its Markdown as text (``sweep/<study>``) and
+    each figure as an image (``sweep/<study>/<figure>``), in one event file that replaces the last report's."""
+    from tensorboard.compat.proto import types_pb2
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+
+    from t5lit.hparams import replace_events
+
+    now = time.time()
+    text = TensorProto(dtype=types_pb2.DT_STRING, string_val=[markdown.encode()],
+                       tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
+    events = [Event(wall_time=now, step=0, summary=Summary(value=[Summary.Value(
+        tag=f"sweep/{study}", tensor=text,
+        metadata=SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text")))]))]
+    for key, png in pngs.items():
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the PNG's IHDR
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)  # RGBA PNG
+        events.append(Event(wall_time=now, step=0, summary=Summary(value=[
+            Summary.Value(tag=f"sweep/{study}/{key}", image=image)])))
+    return replace_events(Path(folder), events)
+
+
+def write_sweep_experiment(folder: Path, variants: list[Variant], columns: list[str], spec=None) -> Path | None:
+    """The sweep's one HParams experiment (t5lit/hparams.py) in ``<out>/<study>/hparams``: its hyperparameters
+    from the resolved configs of its runs (their ``config.yaml``) and, for a sweep file of t5lit's pipeline,
+    of every row at every seed, those that vary first; its metrics from the runs' final numbers."""
+    from t5lit.hparams import flatten, metric_names, run_metrics, write_experiment
+
+    sessions, results = [], []
+    for v in variants:
+        for r in v.values_of_runs():
+            if r.run_dir and (Path(r.run_dir) / "config.yaml").is_file():
+                from t5lit.experiment import yaml_load
+
+                sessions.append(flatten(yaml_load((Path(r.run_dir) / "config.yaml").read_text(encoding="utf-8"))))
+            results.append(run_metrics({"summary": r.summary, "scores": r.scores, "cost": r.cost}))
+    if spec is not None:
+        sessions += sweep_sessions(spec)
+    if not sessions:
+        return None
+    return write_experiment(folder / "hparams", sessions, metric_names(results, columns),
+                            description=f"sweep {folder.name}: {len(variants)} rows")
+
+
+def sweep_sessions(spec) -> list[dict]:
+    """The flattened resolved config of every row (or searched parameter at its ends) at every seed, for a sweep
+    of t5lit's pipeline; [] for a runner of one's own or when a row no longer resolves."""
+    from t5lit.hparams import flatten
+    from t5lit.sweep.spec import check_sweep
+
+    if not spec.schema:
+        return []
+    try:
+        checked = check_sweep(spec)
+    except ConfigError:
+        return []
+    configs = [exp.to_dict() for label, exp in checked.items() if label != "base" or spec.kind == "search"]
+    return [flatten({**c, "seed": seed}) for c in configs for seed in spec.seeds]

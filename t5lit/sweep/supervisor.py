@@ -19,6 +19,7 @@ another machine, or frozen), so that a lost trial waits at most two heartbeat in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -70,16 +71,100 @@ def cpu_threads(workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def _format_progress(spec: SweepSpec, p: dict, started: float) -> str:
+class StepProgress:
+    """Training steps done and to do across a sweep, for the progress line: each running job's stage and step
+    come from its ``<out>/<study>/<job>/progress.json`` (t5lit.callbacks.ThroughputMonitor writes it every few
+    seconds), each job's steps from its plan (the sum of its training stages' steps, read once per row). The
+    rate of steps over this session's time gives the ETA as soon as the first steps are taken; finished jobs
+    count whole. Without t5lit's pipeline as the runner (no plan, no progress files) it measures nothing."""
+
+    def __init__(self, spec: SweepSpec, out_dir: Path):
+        self.spec, self.folder = spec, Path(out_dir) / spec.study
+        self._plans: dict[str, list[tuple[str, int]]] = {}
+        self._first: tuple[float, float] | None = None  # (time, steps done) when steps were first seen
+
+    def plan(self, job: str) -> list[tuple[str, int]]:
+        """(stage label, steps) of a job's training stages; [] when it cannot be read."""
+        row = job.rsplit("-seed", 1)[0] if self.spec.kind == "grid" else ""
+        if row not in self._plans:
+            try:
+                from t5lit.schema import Experiment
+
+                overrides = self.spec.row(row).overrides if row else {}
+                exp = Experiment.from_dict(self.spec.experiment(overrides, self.spec.seeds[0], job or "job"))
+                self._plans[row] = [(st.label, int(st.settings.steps)) for st in exp.plan()
+                                    if st.kind in ("pretrain", "finetune")]
+            except Exception:  # noqa: BLE001 - a progress line never stops a sweep
+                self._plans[row] = []
+        return self._plans[row]
+
+    def running(self, job: str) -> tuple[str, int, int, int] | None:
+        """(stage label, its step, its steps, the job's steps done) of a running job, from its progress file."""
+        try:
+            data = json.loads((self.folder / job / "progress.json").read_text())
+            label, step, max_steps = str(data["stage"]), int(data["step"]), int(data["max_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        plan = self.plan(job)
+        labels = [lbl for lbl, _ in plan]
+        before = sum(n for _, n in plan[:labels.index(label)]) if label in labels else 0
+        return label, step, max_steps, before + step
+
+    def measure(self, p: dict) -> dict | None:
+        """``{"done", "total", "eta", "jobs": {job: (label, step, max_steps, job steps)}}`` or None."""
+        if not self.spec.schema:
+            return None
+        jobs = self.spec.jobs() if self.spec.kind == "grid" else []
+        per_job = [sum(n for _, n in self.plan(j)) for j in jobs] or [sum(n for _, n in self.plan(""))]
+        mean = sum(per_job) / len(per_job)
+        total = sum(per_job) if jobs else mean * p["total"]
+        if not total:
+            return None
+        running = {job: r for job, _, _ in p["running"] if (r := self.running(job)) is not None}
+        done = min(total, p["done"] * mean + sum(r[3] for r in running.values()))
+        now, eta = time.time(), None
+        if self._first is None and running:
+            self._first = (now, done)
+        elif self._first is not None and done > self._first[1] and now > self._first[0]:
+            eta = (total - done) / ((done - self._first[1]) / (now - self._first[0]))
+        return {"done": done, "total": total, "eta": eta, "jobs": running}
+
+
+def _minutes(seconds: float) -> str:
+    """``_minutes(42) == "<1m"``, ``_minutes(125) == "2m"``, ``_minutes(3900) == "1h05m"``."""
+    m = int(seconds) // 60
+    return "<1m" if m < 1 else (f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m")
+
+
+def _format_progress(spec: SweepSpec, p: dict, started: float, steps: dict | None = None) -> str:
+    """The progress line: trials done, each running job with its stage and step, the sweep's training steps,
+    elapsed time and the ETA (from the rate of steps; before any, from the mean duration of finished trials).
+
+    ``[quickstart] 1/6 done (0 failed, 0 pruned) | running: lm_lm-seed0 (pretrain 340/500, 2m) | steps
+    1,840/6,600 (28%) | elapsed 3m | ETA ~7m``"""
     now = datetime.now()
-    running = ", ".join(f"{job} ({int((now - t0).total_seconds()) // 60}m)" if t0 else job
-                        for job, _, t0 in p["running"]) or "-"
+    jobs = (steps or {}).get("jobs", {})
+
+    def running(job: str, t0) -> str:
+        parts = [f"{jobs[job][0]} {jobs[job][1]}/{jobs[job][2]}"] if job in jobs else []
+        if t0:
+            parts.append(_minutes((now - t0).total_seconds()))
+        return f"{job} ({', '.join(parts)})" if parts else job
+
+    line = (f"[{spec.study}] {p['done']}/{p['total']} done ({p['failed']} failed, {p['pruned']} pruned) | running: "
+            + (", ".join(running(job, t0) for job, _, t0 in p["running"]) or "-"))
     eta = "?"
-    if p["mean_duration"] is not None:
+    if steps:
+        done, total = int(steps["done"]), int(steps["total"])
+        line += f" | steps {done:,d}/{total:,d} ({100 * done / total:.0f}%)"
+        if steps["eta"] is not None:
+            eta = "~" + _minutes(steps["eta"])
+    if eta == "?" and p["mean_duration"] is not None:
         parallel = max(1, len(p["running"]))
-        eta = f"{int(p['mean_duration'] * max(0, p['total'] - p['done']) / parallel / 60)}m"
-    return (f"[{spec.study}] {p['done']}/{p['total']} done ({p['failed']} failed, {p['pruned']} pruned) | "
-            f"running: {running} | elapsed {int(time.time() - started) // 60}m | ETA {eta}")
+        eta = "~" + _minutes(p["mean_duration"] * max(0, p["total"] - p["done"]) / parallel)
+    if p["done"] == p["total"]:
+        eta = "0m"
+    return f"{line} | elapsed {_minutes(time.time() - started)} | ETA {eta}"
 
 
 def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list[int] | None = None,
@@ -124,7 +209,7 @@ def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list
                                                   start_new_session=True))
             where = "devices " + " | ".join(g for g in groups if g) if devices else "CPU"
             print(f"[{spec.study}] {len(procs)} worker(s) on {where}; storage {url}; logs in {logs}", flush=True)
-            final = _watch(spec, study, store, procs, host, poll, log_every)
+            final = _watch(spec, study, store, procs, host, poll, log_every, out_dir)
         except BaseException as err:
             _kill(procs)
             with contextlib.suppress(Exception):  # the storage itself may be what failed
@@ -141,10 +226,12 @@ def run_sweep(sweep: str | Path, storage: str | None = None, devices: str | list
 
 
 def _watch(spec: SweepSpec, study, store: StudyStorage, procs: list[subprocess.Popen], host: str, poll: float,
-           log_every: float) -> dict:
-    """Print progress until every worker has exited; re-queue the trial of a worker seen dying, and every
-    quarter heartbeat interval those whose heartbeat went stale. Returns the final progress."""
-    started, last_line, last_time, next_check, reaped = time.time(), "", 0.0, 0.0, set()
+           log_every: float, out_dir: Path | None = None) -> dict:
+    """Print progress until every worker has exited: a line when a trial starts or ends or a running one enters
+    another stage, and every ``log_every`` seconds (steps and ETA); re-queue the trial of a worker seen dying,
+    and every quarter heartbeat interval those whose heartbeat went stale. Returns the final progress."""
+    started, last_key, last_time, next_check, reaped = time.time(), None, 0.0, 0.0, set()
+    steps = StepProgress(spec, out_dir) if out_dir is not None else None
     while True:
         time.sleep(poll)
         for i, p in enumerate(procs):
@@ -161,14 +248,17 @@ def _watch(spec: SweepSpec, study, store: StudyStorage, procs: list[subprocess.P
             for job in fail_lost(study, spec, store):
                 print(f"[{spec.study}] {job}: its worker stopped beating; back in the queue", flush=True)
             next_check = time.time() + store.heartbeat_interval / 4
-        line = _format_progress(spec, progress(study, spec), started)
-        if line.split(" | elapsed")[0] != last_line or time.time() - last_time > log_every:
-            print(line, flush=True)
-            last_line, last_time = line.split(" | elapsed")[0], time.time()
+        now = progress(study, spec)
+        measured = steps.measure(now) if steps is not None else None
+        key = (now["done"], now["failed"], now["pruned"],
+               tuple((job, (measured or {}).get("jobs", {}).get(job, ("",))[0]) for job, _, _ in now["running"]))
+        if key != last_key or time.time() - last_time > log_every:
+            print(_format_progress(spec, now, started, measured), flush=True)
+            last_key, last_time = key, time.time()
     final = progress(study, spec)
-    line = _format_progress(spec, final, started)
-    if line.split(" | elapsed")[0] != last_line:
-        print(line, flush=True)
+    key = (final["done"], final["failed"], final["pruned"], ())
+    if key != last_key:
+        print(_format_progress(spec, final, started, steps.measure(final) if steps is not None else None), flush=True)
     return final
 
 

@@ -272,7 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grace", type=float, default=None,
                     help="seconds without a beat before a trial is lost (default: 1.75 heartbeats)")
     ns = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {ns.name} %(levelname)s %(message)s")
+    from t5lit.logs import log_to_stream
+
+    # each line once (Lightning's own handler removed), known-harmless warnings silenced
+    log_to_stream(ns.name, lightning=ns.runner == DEFAULT_RUNNER)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runner = load_runner(ns.runner)
     # A runner that loaded torch gets the thread count now; one that loads it later, from OMP_NUM_THREADS.

@@ -4,11 +4,12 @@ from collections import Counter
 
 import pytest
 
+from t5lit.data.sources import BUILTIN_MODULES
 from t5lit.data.tasks import get_task
-from t5lit.data.tasks.builtin import MAX_CHARS, clip, object_name
+from t5lit.data.tasks.builtin import MAX_CHARS, TOPICS, clip, object_name
 
 
-@pytest.mark.parametrize("name", ["builtin_kind", "builtin_name", "builtin_summary"])
+@pytest.mark.parametrize("name", ["builtin_kind", "builtin_topic", "builtin_name", "builtin_summary"])
 def test_builtin_tasks_are_deterministic_and_scorable(name):
     task = get_task(name)
     for split in ("train", "validation"):
@@ -47,3 +48,23 @@ def test_helpers():
     name = get_task("builtin_name")
     ex = [{"docstring": "d", "name": "read_text"}]
     assert name.evaluate(ex, ["read"]) == pytest.approx({"exact_match": 0.0, "rouge1": 100 * 2 / 3})
+
+
+def test_builtin_topic_covers_the_library_and_no_guess_wins():
+    named = [m for modules in TOPICS.values() for m in modules]
+    assert len(named) == len(set(named))  # each module in one topic
+    assert {m.split(".")[0] for m in BUILTIN_MODULES} - set(named) == {"builtins"}  # spans every topic: left out
+    task = get_task("builtin_topic")
+    for split in ("train", "validation"):
+        counts = Counter(task.format(ex)["targets"] for ex in task.load(split))
+        assert set(counts) == set(TOPICS) and min(counts.values()) >= 10
+        assert max(counts.values()) / sum(counts.values()) < 0.4  # the majority topic scores under 40%
+    val = task.load("validation")
+    assert all(task.evaluate(val, [t] * len(val))["f1"] < 10 for t in TOPICS)  # macro F1 of a constant guess
+    train = {(ex["module"], ex["qualname"]) for ex in task.load("train")}
+    assert not train & {(ex["module"], ex["qualname"]) for ex in val}
+
+
+def test_the_summary_score_is_its_rouge_not_exact_match():
+    task = get_task("builtin_summary")
+    assert task.headline == ("rouge1", "rouge2", "rougeLsum")

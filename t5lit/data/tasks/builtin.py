@@ -3,16 +3,27 @@ of the standard library, so that the quickstart fine-tunes and scores with no ne
 
     builtin_kind     kind docstring: Return the number of items ...    -> function | class | module
                      (accuracy, macro F1 over the 3 kinds)
+    builtin_topic    topic docstring: Open a socket to ...             -> network | files | text | numbers |
+                     concurrency | python  (the part of the library the documented module belongs to;
+                     accuracy, macro F1 over the 6 topics)
     builtin_name     name docstring: Return the number of items ...    -> count  (the object's own name)
                      (exact match, ROUGE-1 on the name split at "_" and ".")
     builtin_summary  summarize: <docstring after its summary paragraph> -> <the summary paragraph>
-                     (ROUGE-1/2/Lsum, exact match)
+                     (ROUGE-1/2/Lsum, the score; exact match, reported only)
+
+The quickstart fine-tunes on ``builtin_kind`` and ``builtin_topic``: a 2+2-layer model of width 64 learns both
+in a few hundred steps (about 72% and 60% accuracy after the quickstart's 400 steps, where the majority class
+scores 44% and 33%, and a constant guess 20% and under 10% macro F1), and every validation example is scored.
+The two generative tasks need larger models and longer training: after 600 steps such a model still wrote
+one constant string for every input (0 exact match, 0 ROUGE-1).
 
 Inputs are the docstring with runs of whitespace squashed to one space, cut to at most ``MAX_CHARS`` at a
 word boundary, so that tiny CPU models see whole examples. ``builtin_kind`` is balanced: functions (three in
 four records) are cut to as many as the classes, chosen by a stable hash, so a constant guess scores poorly
-and the labels are learnable. Every list is the same on every run of the same Python version. Splits are
-``train`` and ``validation`` (``data_dir`` is ignored).
+and the labels are learnable; ``builtin_topic`` keeps every record (the ``builtins`` module, whose objects
+span every topic, is left out) and scores with macro F1 beside accuracy. Every list is the same on every run
+of the same Python version. Splits are ``train`` and ``validation``, the corpus's own (``data_dir`` is
+ignored): pre-training never sees a validation docstring.
 """
 
 from __future__ import annotations
@@ -90,6 +101,42 @@ def name_rouge1(targets: list[str], predictions: list[str]) -> dict[str, float]:
                               keys=("rouge1",))["rouge1"]}
 
 
+# ------------------------------------------------------------------------------------- builtin_topic
+# The part of the standard library each top-level module belongs to (its documentation's own grouping, broadly).
+TOPICS: dict[str, tuple[str, ...]] = {
+    "text": tuple("""base64 binascii codecs configparser csv difflib fnmatch gettext html json locale pprint quopri re
+        reprlib shlex string stringprep textwrap tomllib unicodedata xml""".split()),
+    "files": tuple("""bz2 filecmp fileinput glob gzip io linecache lzma mailbox marshal netrc os pathlib pickle
+        pickletools plistlib shelve shutil sqlite3 stat tarfile tempfile wave zipapp zipfile zipimport zlib""".split()),
+    "network": tuple("""email ftplib hashlib hmac http imaplib ipaddress mimetypes poplib secrets selectors smtplib
+        socket socketserver ssl urllib uuid webbrowser wsgiref xmlrpc""".split()),
+    "concurrency": tuple("""asyncio concurrent contextvars multiprocessing queue sched signal subprocess
+        threading""".split()),
+    "numbers": tuple("""array bisect calendar cmath collections colorsys datetime decimal fractions graphlib heapq
+        itertools math numbers random statistics struct time zoneinfo""".split()),
+    "python": tuple("""abc argparse ast bdb cmd code codeop compileall contextlib copy copyreg dataclasses dis doctest
+        enum functools gc getopt importlib inspect keyword logging modulefinder operator optparse pdb pkgutil
+        platform profile pstats py_compile pyclbr pydoc rlcompleter runpy site symtable sys sysconfig tabnanny
+        timeit token tokenize trace traceback tracemalloc types typing unittest warnings weakref""".split()),
+}
+TOPIC_NAMES = tuple(TOPICS)
+_TOPIC_OF = {module: topic for topic, modules in TOPICS.items() for module in modules}
+
+
+def topic_of(record: Example) -> str | None:
+    """The topic of a record's top-level module (``email.utils`` -> network); None for ``builtins`` and any
+    module not in ``TOPICS``."""
+    return _TOPIC_OF.get(record["module"].split(".")[0])
+
+
+def topic_examples(split: str) -> list[Example]:
+    """Records with ``label`` = index in TOPIC_NAMES (the corpus's own proportions: python, the largest topic, is
+    a third of both splits)."""
+    records = [r for r in _records(split) if topic_of(r) is not None]
+    return [{"docstring": clip(r["text"]), "label": TOPIC_NAMES.index(topic_of(r)), "module": r["module"],
+             "qualname": r["qualname"]} for r in records]
+
+
 # ------------------------------------------------------------------------------------- builtin_summary
 def summary_examples(split: str) -> list[Example]:
     """Docstrings with a summary paragraph (at most ``MAX_SUMMARY_CHARS``) and a body after a blank line; the
@@ -117,6 +164,12 @@ register_task(Task(
     description="offline: docstring -> module / class / function"))
 
 register_task(Task(
+    name="builtin_topic", source=Source(default=topic_examples),
+    formatter=classification_formatter("topic", ("docstring",), TOPIC_NAMES),
+    postprocessor=label_postprocessor(TOPIC_NAMES), metrics=(M.accuracy, M.mean_multiclass_f1(len(TOPIC_NAMES))),
+    splits=_SPLITS, description="offline: docstring -> the part of the standard library it documents"))
+
+register_task(Task(
     name="builtin_name", source=Source(default=name_examples), formatter=name_formatter,
     postprocessor=text_postprocessor, metrics=(M.exact_match, name_rouge1), splits=_SPLITS,
     target=lambda ex: ex["name"], is_labelled=lambda ex: True,
@@ -125,5 +178,6 @@ register_task(Task(
 register_task(Task(
     name="builtin_summary", source=Source(default=summary_examples), formatter=summary_formatter,
     postprocessor=text_postprocessor, metrics=(M.rouge, M.exact_match), splits=_SPLITS,
-    target=lambda ex: ex["summary"], is_labelled=lambda ex: True,
-    description="offline: docstring body -> its first line"))
+    target=lambda ex: ex["summary"], is_labelled=lambda ex: True, headline=("rouge1", "rouge2", "rougeLsum"),
+    description="offline: docstring body -> its summary paragraph (for models larger than the quickstart's)"))
+
