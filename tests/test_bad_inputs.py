@@ -760,7 +760,8 @@ def _(tmp, fx):
 
 
 # ---- command-line arguments of every subcommand -----------------------------------------------------------
-simple("args-no-command", [], "t5lit needs a command: fit, list, run, check, sweep, eval, predict, vocab, data, export-hf")
+simple("args-no-command", [],
+       "t5lit needs a command: fit, list, run, check, sweep, eval, predict, vocab, data, export-hf")
 simple("args-unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'", "see t5lit --help")
 simple("args-run-no-experiment", ["run"], "the following arguments are required: experiment; see t5lit run --help")
 simple("args-run-unknown-option", ["run", DEBUG_RUN, "--run-dri", "out"],
