@@ -9,6 +9,8 @@ at the world or at several sections together, for every stage of the plan, befor
   has, or one breaking its own length budget, fails here and not hours in); the architecture's features;
 - each fine-tuning or evaluate stage's tasks, and the official files its ``data_dir`` must hold, read whole (a
   label out of range or a truncated line fails here, naming its file and line);
+- each fine-tuning stage that mixes in the unsupervised member: the pretrain section's corpus, its objective
+  at the stage's lengths on the vocabulary (as for a pre-training stage), and its lanes against the devices;
 - each fine-tuning stage's method (Table 10) against the model: adapters against the stage it starts from,
   gradual unfreezing's schedule against the depth and the steps (and what trains is printed);
 - the trainer's accelerator exists, a sharded strategy's optimizer and precision, and the run directory can
@@ -49,6 +51,7 @@ def check_experiment(exp: Experiment, run_dir: str | Path | None = None) -> None
                 _check_tasks(stage, stage.settings.data_dir, stage.settings.data_dirs, ("train", "validation"))
                 _check_lengths(exp.model.arch, stage.settings.inputs_length, stage.settings.targets_length)
                 _check_finetune_method(stage, exp)
+                _check_unsupervised(stage, exp, vocab)
             else:
                 fin = exp.finetune
                 _check_tasks(stage, fin.data_dir if fin else None, fin.data_dirs if fin else {}, ("validation",))
@@ -139,6 +142,35 @@ def _check_pretrain_data(p, exp: Experiment, raw: int) -> None:
     if p.max_tokens is not None and p.max_tokens < p.batch_size * raw:
         raise ConfigError(f"pretrain.max_tokens ({p.max_tokens:,}) is less than one batch: {p.batch_size} chunks of "
                           f"{raw} tokens ({p.batch_size * raw:,} tokens); raise max_tokens or lower batch_size")
+
+
+def _check_unsupervised(stage: Stage, exp: Experiment, vocab) -> None:
+    """The unsupervised member of a fine-tuning stage (t5lit/data/unsupervised.py): the pretrain section's
+    corpus, and its objective making examples of the stage's lengths that the stage's features take."""
+    from t5lit.data.mixtures import mixture_members
+    from t5lit.data.sources import check_corpus
+    from t5lit.data.unsupervised import UnsupervisedMember
+    from t5lit.features import converter_for
+
+    if not mixture_members(stage.task)[1]:
+        return
+    p, f = exp.pretrain, stage.settings
+    check_corpus(p.corpus, p.corpus_options)
+    member = UnsupervisedMember(p.corpus, p.corpus_options, p.objective, p.objective_params, exp.model.arch,
+                                f.inputs_length, f.targets_length, p.lanes, 1, exp.seed, f.pack)
+    low, high = 3, max(4, vocab.vocab_size - vocab.num_extra_ids)
+    rng = np.random.default_rng(0)
+    chunks = rng.integers(low, high, size=(SYNTHETIC_EXAMPLES, member.raw), dtype=np.int64).astype(np.int32)
+    rngs = [np.random.default_rng((exp.seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
+    examples = member.cut(member.recipe.examples(chunks, rngs, vocab))
+    converter_for(exp.model.arch, f.inputs_length, f.targets_length, pack=f.pack)(examples)  # the stage's features
+    world = _devices(exp)
+    workers = max(1, f.num_workers)
+    if world is not None and p.lanes % (world * workers):
+        raise ConfigError(f"the unsupervised member reads pretrain.lanes ({p.lanes}) lanes, which must be a multiple "
+                          f"of devices x finetune.num_workers ({world} x {workers}); set pretrain.lanes to "
+                          f"{world * workers * max(1, -(-p.lanes // (world * workers)))}")
+    check_corpus(p.corpus, p.corpus_options, probe=True)  # its first document: reachable, not empty
 
 
 def _check_tasks(stage: Stage, data_dir, data_dirs: dict, splits: tuple[str, ...]) -> None:

@@ -107,10 +107,9 @@ def _module(exp: Experiment, stage: Stage, init: Path | None):
 
 
 def _random_init(exp: Experiment, stage: Stage) -> bool:
-    """The stage asked for fresh weights (``init: random``), not merely had no earlier stage to start from."""
-    from t5lit.schema import RANDOM_INIT
-
-    return any(spec.name == stage.name and spec.init == RANDOM_INIT for spec in exp.stages or ())
+    """The stage asked for fresh weights (``init: random``), not merely had no earlier stage to start from; a
+    ``for_each`` stage's instances (``<name>_<entry>``) ask as their stage does."""
+    return stage.random_init
 
 
 def _fit(trainer, module, data, stage_dir: Path) -> None:
@@ -170,6 +169,19 @@ def _task_dirs(exp: Experiment, stage: Stage) -> dict[str, str | None]:
     return out
 
 
+def _unsupervised_data(exp: Experiment, stage: Stage) -> dict:
+    """What a finetune stage's unsupervised member is made of (the pretrain section's objective on its corpus,
+    read in its lanes) and its size in the rates; nothing for a stage without it."""
+    from t5lit.data.mixtures import mixture_members
+
+    p = exp.pretrain
+    if p is None or not mixture_members(stage.task)[1]:
+        return {}
+    return dict(unsupervised_size=stage.settings.unsupervised_size, corpus=p.corpus,
+                corpus_options=dict(p.corpus_options), objective=p.objective,
+                objective_params=dict(p.objective_params), lanes=p.lanes)
+
+
 def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | None, callbacks=(),
                    keep_final: bool = False) -> dict:
     """Fine-tune on a task or mixture (or resume); returns the scores per task (BestPerTask's state)."""
@@ -186,7 +198,8 @@ def finetune_stage(exp: Experiment, stage: Stage, run_dir: Path, init: Path | No
                               batch_size=f.batch_size, pack=f.pack, mixing=f.mixing, mixing_limit=f.mixing_limit,
                               temperature=f.temperature, data_dir=_task_dirs(exp, stage),
                               max_val_examples=e.max_val_examples, val_batch_size=e.batch_size,
-                              num_samples=e.num_samples, seed=exp.seed, num_workers=f.num_workers)
+                              num_samples=e.num_samples, seed=exp.seed, num_workers=f.num_workers,
+                              **_unsupervised_data(exp, stage))
     _seed(exp)
     module = _module(exp, stage, init)
     best = BestPerTask(str(stage_dir), keep_checkpoints=f.keep_best_checkpoints)

@@ -454,6 +454,7 @@ class Stage:
     settings: PretrainSection | FinetuneSection | EvaluationSection | None = None
     members: tuple[str, ...] = ()  # evaluate: the stages whose weights it ensembles (init is the first)
     replica: int = 0  # training stages: 0 runs with the experiment's seed, others with their own
+    random_init: bool = False  # ``init: random`` asked for fresh weights (not model.init_from's when it is set)
 
     def seed(self, experiment_seed: int) -> int:
         """The seed the stage trains with: the experiment's, or for replica r > 0 a seed of its own (the same
@@ -612,7 +613,8 @@ class Experiment:
                  or settings.unsupervised_size is not None, f"{where}.task",
                  f"{UNSUPERVISED!r} has no size for {settings.mixing} mixing: set mixing_limit (K) or "
                  "unsupervised_size")
-        return Stage(name, spec.kind, init, tasks, spec.weights, settings, members, spec.replica)
+        return Stage(name, spec.kind, init, tasks, spec.weights, settings, members, spec.replica,
+                     random_init=ref == RANDOM_INIT)
 
     def reported_tasks(self) -> list[str]:
         """The task and mixture names whose scores make the results' summary columns, in plan order."""

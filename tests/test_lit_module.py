@@ -121,7 +121,7 @@ def test_finetuning_a_task_logs_its_metrics_by_name(tmp_path):
 
 def test_finetuning_a_mixture_logs_every_task(tmp_path):
     trainer, data = finetune(tmp_path, ["builtin_kind", "builtin_name"])
-    stream, _ = data._epoch_plan(0)
+    stream = data._epoch_plan(0).stream()
     assert {name for name, _ in stream} == {"builtin_kind", "builtin_name"}  # both tasks are trained on
     assert data.rates["builtin_name"] > data.rates["builtin_kind"] > 0  # examples-proportional
     keys = expected_metric_keys(data)

@@ -40,6 +40,7 @@ SKIPPED = {
     ("python", "-m", "pytest"): "the test suite itself",
     ("torchrun",): "a multi-machine launch: tests/test_multinode.py runs it on one machine",
     ("srun",): "a SLURM launch: tests/test_multinode.py runs it on one machine",
+    ("python", "benchmarks/data_throughput.py"): "a benchmark: tests/data/test_data_benchmark.py runs it shrunk",
     ("python", "benchmarks/gpu_check.py"): "the GPU check: tests/test_gpu_check.py runs its --dry-run",
     ("t5lit", "vocab", "train", "--corpus", "c4"): "streams C4 (network); tests/test_cli.py trains on builtin",
     ("t5lit", "sweep", "run", "sweeps/table8_datasets.yaml"): "streams Table 8's hub corpora (network); "
@@ -95,7 +96,7 @@ def plan(words: list[str], cwd: Path | None = None) -> tuple[str, list[str] | No
     """("run" | "check" | "skip: <why>", the t5lit arguments to run). With ``cwd``, a command that reads files
     neither the repository nor an earlier README command makes (placeholders such as a.ckpt, a benchmark's
     data under /data) is skipped, naming them; one that reads an earlier command's outputs (runs/quickstart,
-    runs/sweeps) runs, and fails if they are missing."""
+    runs/sweeps) runs, and fails if they are missing. A paper sweep (not the quickstart's) runs as ``t5lit check``."""
     env = []
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=value before the command
         env.append(words[0].split("=", 1)[1])
@@ -113,7 +114,10 @@ def plan(words: list[str], cwd: Path | None = None) -> tuple[str, list[str] | No
         re.fullmatch(r"trainer\.devices=(\d+)", a) and int(a.split("=")[1]) > 1 for a in args)
     database = any(a.startswith("postgresql://") or a.startswith("mysql://") for a in args)
     scaled = any(a.startswith("scale=") and a != "scale=tiny" for a in args)
-    if args[:2] == ["sweep", "run"] and (gpus or database):
+    # The paper's sweeps (tens of rows) are checked row by row; tests/test_repository_files.py runs each of their
+    # rows one shrunk step. The quickstart sweep runs whole.
+    study = args[:2] == ["sweep", "run"] and Path(args[2]).stem != "quickstart"
+    if args[:2] == ["sweep", "run"] and (gpus or database or study):
         return "check", ["check", args[2]]  # every row, as the run checks it first
     if args[0] == "run" and (gpus or scaled):
         return "check", ["check", *[a for a in args[1:] if not a.startswith("--")]]

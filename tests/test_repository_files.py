@@ -47,8 +47,17 @@ def _sweep_configs() -> dict[str, dict]:
             if (cfg.get("pretrain") or {}).get("corpus", "builtin") != "builtin":  # Table 8: the paper's data sets,
                 cfg = load_experiment(spec.base, {**spec.overrides, **SHRINK, **overrides,  # local copies in their
                                                   "pretrain.corpus_options.data_dir": str(_hub())})  # hub layout
+            if _needs(cfg):
+                cfg = load_experiment(spec.base, {**spec.overrides, **SHRINK, **overrides, **_needs(cfg)})
             out[f"{path.relative_to(ROOT)}:{name}"] = cfg
     return out
+
+
+def _needs(cfg) -> dict:
+    """What a row's stages need beyond the shrink: leave-one-out two tasks."""
+    if any(s.get("for_each") == "leave_one_out" for s in cfg.get("stages") or ()):
+        return {"finetune.tasks": ["builtin_kind", "builtin_topic"]}
+    return {}
 
 
 _HUB: list[Path] = []

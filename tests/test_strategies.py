@@ -1,18 +1,17 @@
 """Training strategies as lists of stages (Tables 11-13): for_each, leave_out, train_like, replica and ensemble
-members resolve into the plan, bad ones are one line before any work, the pending rows that need the unsupervised
-member say so in one line, a multi-task pre-training then fine-tuning run killed in each of its stages resumes to
-the uninterrupted run's results, and an evaluate stage ensembles earlier stages."""
+members resolve into the plan, bad ones are one line before any work, the Table 11-12 rows mix in the
+unsupervised member as the paper does, init: random holds for a for_each stage's instances, a multi-task
+pre-training then fine-tuning run killed in each of its stages resumes to the uninterrupted run's results, and an
+evaluate stage ensembles earlier stages."""
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from t5lit.checks import check_experiment
 from t5lit.experiment import load_experiment, resolve_experiment
@@ -109,49 +108,39 @@ def test_bad_strategies_are_one_line(stages, overrides, fragment):
     assert fragment in error(stages, **overrides)
 
 
-def test_the_unsupervised_member_is_refused_before_any_work_until_its_data_path_lands(tmp_path):
-    exp = resolve_experiment(DEBUG, {**TASKS, "stages": [
-        {"name": "mixture", "kind": "finetune", "init": "random", "task": ["unsupervised", "finetune.tasks"],
-         "train_like": "pretrain"}]})
-    assert exp.plan()[0].task == ("unsupervised", "builtin_kind", "builtin_name")
-    assert exp.reported_tasks() == ["builtin_kind", "builtin_name"]
-    with pytest.raises(ConfigError, match=r"^stage 'mixture': 'unsupervised' is the unsupervised member .* cannot "
-                                          "train yet"):
-        run_experiment(exp, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
-
-
-def _pending_rows(path: Path) -> list[dict]:
-    """The rows a sweep file holds commented out as PENDING (each a YAML mapping after '# ')."""
-    text = path.read_text()
-    rows, current = [], []
-    for line in [*text.splitlines(), ""]:
-        m = re.match(r"^  # (  )?(.*)$", line)
-        body = m.group(0)[4:] if m else None
-        if body is not None and (body.startswith("- {name:") or (current and body.startswith("    "))):
-            current.append(body)
-            continue
-        if current:
-            rows.append(yaml.safe_load("\n".join(current))[0])
-            current = []
-    return rows
-
-
-def test_the_pending_table_12_rows_are_ready_and_wait_for_the_unsupervised_member(tmp_path):
+def test_the_table_11_and_12_rows_mix_in_the_unsupervised_member_as_the_paper_does(tmp_path):
+    """Table 11's rows and Table 12's multi-task training, multi-task pre-training + fine-tuning and leave-one-out
+    train on the objective mixed with the tasks; supervised multi-task pre-training does not. Each passes the
+    checks of `t5lit check` (corpus, objective at the stage's lengths) at the tiny scale."""
     from t5lit.sweep.spec import load_sweep
 
-    path = REPO / "sweeps" / "table12_training_strategies.yaml"
-    spec = load_sweep(path)
-    pending = _pending_rows(path)
-    assert sorted(r["name"] for r in pending) == ["leave_one_out", "multi_task_pretrain_finetune"]
-    assert {r["paper_row"] for r in pending} | {r.paper_row for r in spec.rows} == {
-        "multi_task_training", "multi_task_pretrain_finetune", "leave_one_out", "supervised_multi_task_pretraining"}
-    for row in pending:
-        cfg = load_experiment(spec.base, {**spec.overrides, "scale": "tiny", **row["overrides"]})
-        exp = Experiment.from_dict(cfg, cfg.sources)
-        assert "unsupervised" in exp.plan()[0].task
-        with pytest.raises(ConfigError, match="is the unsupervised member"):
-            check_experiment(exp, tmp_path / row["name"])
+    expected = {"multi_task_training": True, "multi_task_pretrain_finetune": True, "leave_one_out": True,
+                "supervised_multi_task_pretraining": False}
+    for name in ("table11_multitask_mixing", "table12_training_strategies"):
+        spec = load_sweep(REPO / "sweeps" / f"{name}.yaml")
+        for row in spec.rows:
+            cfg = load_experiment(spec.base, {**spec.overrides, "scale": "tiny", **TASKS, **row.overrides})
+            exp = Experiment.from_dict(cfg, cfg.sources)
+            first = exp.plan()[0]
+            assert ("unsupervised" in first.task) == expected.get(row.paper_row, True), (name, row.name)
+            assert "unsupervised" not in exp.reported_tasks()
+            check_experiment(exp, tmp_path / row.name)
+    assert {r.paper_row for r in spec.rows} == set(expected)
+
+
+def test_for_each_instances_of_a_random_init_stage_start_from_fresh_weights():
+    """``init: random`` on a for_each stage holds for each of its instances (<name>_<entry>), so that none of them
+    loads model.init_from's weights; a stage with no earlier stage to start from did not ask for fresh ones."""
+    from t5lit.pipeline import _random_init
+
+    exp = resolve_experiment(DEBUG, {**TASKS, "stages": [
+        {"name": "solo", "kind": "finetune", "init": "random", "task": "finetune.tasks", "for_each": "task"},
+        {"name": "ft", "kind": "finetune", "init": "solo", "task": "finetune.tasks", "for_each": "task"},
+        {"name": "scratch", "kind": "finetune", "init": "random", "task": "builtin_kind"}]})
+    by = {s.name: s for s in exp.plan()}
+    assert _random_init(exp, by["solo_builtin_kind"]) and _random_init(exp, by["solo_builtin_name"])
+    assert _random_init(exp, by["scratch"]) and not _random_init(exp, by["ft_builtin_kind"])
+    assert not _random_init(exp, exp.replace(stages=None).plan()[0])  # the default plan's pre-training
 
 
 # ---------------------------------------------------------------------------------------------- running

@@ -11,7 +11,10 @@ with exactly the batches of the uninterrupted one.
 
 Fine-tuning tokenizes each task's formatted {inputs, targets} strings (EOS appended, truncated to the
 lengths as T5 does), draws the training stream from the tasks by the mixture's rates, packs it with a
-plan computed per epoch, and validates by generation, scored by each task's metrics.
+plan computed per epoch, and validates by generation, scored by each task's metrics. A mixture that holds the
+unsupervised member draws it by its rate too: its examples are made when their batch is, by the pre-training
+objective on the streamed corpus (t5lit/data/unsupervised.py), and the positions of its lanes are part of every
+checkpoint, as pre-training's are.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import itertools
 import json
 import math
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -278,15 +282,7 @@ class PretrainDataModule(L.LightningDataModule):
         if trainer is None:
             return {}
         done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        positions = dict(self._positions)
-        if trainer.world_size > 1:  # every rank consumed its own lanes; the checkpoint keeps them all
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
-                gathered: list = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, positions)
-                for part in gathered:
-                    positions.update(part)
+        positions = _gather(trainer, self._positions)  # every rank consumed its own lanes
         return {"format": DATA_FORMAT, "batches_done": done, "fingerprint": self.fingerprint(),
                 "lanes": {str(k): v for k, v in sorted(positions.items())}}
 
@@ -390,11 +386,106 @@ class LaneLoader(DataLoader):
         return super().__iter__()
 
 
+@dataclass
+class EpochPlan:
+    """One epoch of the fine-tuning stream: stream item ``k`` is example ``index[k]`` of member ``names[task[k]]``
+    (for the unsupervised member: its ``index[k]``-th draw of the epoch, made when its batch is); row ``r`` holds
+    the items ``order[starts[r]:starts[r + 1]]``, in that order. ``unsupervised``: the unsupervised items of
+    each whole batch (None without the member)."""
+
+    names: list[str]
+    task: np.ndarray
+    index: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    unsupervised: np.ndarray | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.starts) - 1
+
+    def stream(self) -> list[tuple[str, int]]:
+        """``[(member, index)]`` in stream order."""
+        return [(self.names[t], int(i)) for t, i in zip(self.task.tolist(), self.index)]
+
+
+def _merge_rows(groups: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of several packing plans, each ``(stream items in layout order, row sizes)`` with rows in the order
+    of their first items, merged into one plan ``(order, starts)`` ordered by first item."""
+    flat = np.concatenate([g[0] for g in groups]).astype(np.int64)
+    sizes = np.concatenate([g[1] for g in groups]).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    perm = np.argsort(flat[offsets], kind="stable") if len(sizes) else np.zeros(0, np.int64)
+    sizes = sizes[perm]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    idx = np.repeat(offsets[perm] - starts[:-1], sizes) + np.arange(starts[-1])
+    return flat[idx], starts
+
+
+def _gather(trainer, positions: dict) -> dict:
+    """Every rank's lane positions (each rank consumed its own lanes; a checkpoint keeps them all)."""
+    positions = dict(positions)
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, positions)
+            for part in gathered:
+                positions.update(part)
+    return positions
+
+
+class MixtureBatches(BatchStream):
+    """A BatchStream whose batches take the unsupervised member's examples from its lanes (t5lit/data/
+    unsupervised.py): each iteration opens them at the positions the loader set (shared memory, read by
+    persistent workers too) and carries them on from batch to batch."""
+
+    def __init__(self, make_batch, num_batches, member):
+        super().__init__(make_batch, num_batches)
+        self.member = member
+        # Per lane: [known, epoch, lane batch, *position] after its last consumed batch.
+        self._known = torch.zeros(member.lanes, 3 + member.state_width, dtype=torch.long).share_memory_()
+
+    def set_lanes(self, states: dict[int, list[int]]) -> None:
+        self._known.zero_()
+        for lane, values in states.items():
+            self._known[int(lane), 0] = 1
+            self._known[int(lane), 1:] = torch.tensor(values, dtype=torch.long)
+
+    def __iter__(self):
+        epoch, start, rank, world = self.position
+        return self._mixed(epoch, start, rank, world, self.local_batches(), self._known.numpy().copy())
+
+    def _mixed(self, epoch, start, rank, world, stop, known):
+        from t5lit.data.unsupervised import LaneCursor
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        cursor = LaneCursor(self.member, known)
+        for local in range(start + worker, stop, workers):
+            yield to_tensors(self.make_batch(epoch, local * world + rank, cursor))
+
+
+class MixtureLoader(StreamLoader):
+    """A StreamLoader that also sets the unsupervised member's lane positions before each iteration."""
+
+    def __init__(self, stream: MixtureBatches, position, lanes, **kwargs):
+        super().__init__(stream, position, **kwargs)
+        self._lanes = lanes
+
+    def __iter__(self):
+        self.dataset.set_lanes(self._lanes())
+        return super().__iter__()
+
+
 class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
     """Fine-tuning on a task or a mixture (``t5lit list tasks``), validated by generation.
 
     Args:
-        tasks: one name or a list of task / mixture names; mixtures expand to their tasks.
+        tasks: one name or a list of task / mixture names; mixtures expand to their tasks. ``unsupervised``
+            (or a mixture holding it, ``multi_task``) mixes in the pre-training objective on its corpus
+            (t5lit/data/unsupervised.py): trained by its rate, never validated.
         mixing: examples_proportional | temperature | equal (paper Section 3.5.2), with ``mixing_limit``
             (K) and ``temperature`` (T).
         data_dir: read the official distribution files from here instead of the Hugging Face hub; a dict
@@ -403,6 +494,9 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         pack: pack several examples into one row (T5 fine-tunes with packing).
         max_val_examples: cap on validation examples per task (None = all).
         num_samples: (input, prediction, target) samples written to TensorBoard per task.
+        unsupervised_size: the unsupervised member's size in the rates (None: unlimited, so it counts K).
+        corpus, corpus_options, objective, objective_params, lanes: what the unsupervised member is made of (the
+            pretrain section's; unused without the member).
     """
 
     def __init__(self, tasks: str | list[str] = "builtin_kind", vocab: str = "builtin",
@@ -410,26 +504,40 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
                  batch_size: int = 128, pack: bool = True, mixing: str = "examples_proportional",
                  mixing_limit: int = 2**19, temperature: float = 1.0, data_dir: str | dict | None = None,
                  max_val_examples: int | None = None, val_batch_size: int | None = None, num_samples: int = 5,
-                 seed: int = 0, num_workers: int = 0):
+                 seed: int = 0, num_workers: int = 0, unsupervised_size: int | None = None,
+                 corpus: str = "builtin", corpus_options: dict | None = None, objective: str = "span_corruption",
+                 objective_params: dict | None = None, lanes: int = 64):
         super().__init__()
         self.save_hyperparameters()
-        from t5lit.data.mixtures import get_task_or_mixture
+        from t5lit.data.mixtures import UNSUPERVISED, mixture_members
 
         names = [tasks] if isinstance(tasks, str) else list(tasks)
-        seen: dict[str, object] = {}
-        for name in names:  # mixtures expand to their tasks; a task named twice is trained and scored once
-            for t in get_task_or_mixture(name):
-                seen.setdefault(t.name, t)
-        self.tasks = list(seen.values())
+        # mixtures expand to their tasks; a task named twice is trained and scored once
+        self.tasks, has_unsupervised = mixture_members(names)
+        if not self.tasks:
+            raise ConfigError(f"{UNSUPERVISED!r} alone is pre-training (a pretrain stage); fine-tuning mixes it with "
+                              "supervised tasks")
         self.converter = converter_for(arch, inputs_length, targets_length, pack=pack)
         self.val_converter = converter_for(arch, inputs_length, targets_length, pack=False)
+        self.unsupervised = None
+        if has_unsupervised:
+            from t5lit.data.unsupervised import UnsupervisedMember
+
+            self.unsupervised = UnsupervisedMember(corpus, corpus_options, objective, objective_params, arch,
+                                                   inputs_length, targets_length, lanes, BLOCK_BATCHES * batch_size,
+                                                   seed, pack)
+        self._lane_states: dict[int, list[int]] = {}  # lane -> [epoch, lane batch, *position] after its last batch
         self.vocab = None
         self.train: dict[str, list[dict]] | None = None
 
     def fingerprint(self) -> str:
         hp = self.hparams
-        return _fingerprint(hp.tasks, hp.vocab, hp.arch, hp.inputs_length, hp.targets_length, hp.batch_size,
-                            hp.pack, hp.mixing, hp.mixing_limit, hp.temperature, hp.seed)
+        parts = [hp.tasks, hp.vocab, hp.arch, hp.inputs_length, hp.targets_length, hp.batch_size, hp.pack, hp.mixing,
+                 hp.mixing_limit, hp.temperature, hp.seed]
+        if self.unsupervised is not None:
+            parts += [hp.unsupervised_size, hp.corpus, hp.corpus_options, hp.objective, hp.objective_params, hp.lanes,
+                      BLOCK_BATCHES]
+        return _fingerprint(*parts)
 
     def _data_dir(self, task) -> str | None:
         d = self.hparams.data_dir
@@ -455,7 +563,7 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         """Validation examples for every stage (``eval_set``, what the Evaluator scores); training examples
         and mixing rates only for ``fit`` (so that ``t5lit eval`` needs neither the training files nor their
         download)."""
-        from t5lit.data.mixtures import mixture_rates
+        from t5lit.data.mixtures import UNSUPERVISED, mixture_rates
         from t5lit.data.vocab import load_vocabulary
         from t5lit.evaluator import EvalSet
 
@@ -472,47 +580,116 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
         if self.train is not None or stage not in (None, "fit"):
             return
         self.train = {t.name: self._encode(t, t.load("train", self._data_dir(t))) for t in self.tasks}
-        counts = {name: len(exs) for name, exs in self.train.items()}
+        self._lengths = {name: np.array([(len(e["inputs"]), len(e["targets"])) for e in exs], np.int64).reshape(-1, 2)
+                         for name, exs in self.train.items()}
+        counts: dict[str, float] = {name: len(exs) for name, exs in self.train.items()}
+        if self.unsupervised is not None:
+            self._check_lanes()
+            self.unsupervised.setup(self.vocab)
+            counts[UNSUPERVISED] = hp.unsupervised_size or math.inf  # unlimited: min(inf, K) = K
         self.rates = mixture_rates(hp.mixing, counts, limit=hp.mixing_limit, temperature=hp.temperature)
-        # An epoch draws as many examples as the mixture's limited sizes add up to.
-        self.epoch_examples = sum(min(c, hp.mixing_limit) if hp.mixing_limit else c for c in counts.values())
-        self._plans: dict[int, tuple[list, list]] = {}
+        self.epoch_examples = epoch_size(counts, hp.mixing_limit)
+        self._plans: dict[int, EpochPlan] = {}
 
-    def _epoch_plan(self, epoch: int) -> tuple[list[tuple[str, int]], list[list[int]]]:
-        """The epoch's example stream [(task, index)] and its packing plan [[stream positions] per row]."""
+    def _check_lanes(self) -> None:
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        workers = max(1, self.hparams.num_workers)
+        if self.hparams.lanes % (world * workers):
+            raise ConfigError(f"pretrain.lanes ({self.hparams.lanes}) must be a multiple of devices x "
+                              f"finetune.num_workers ({world} x {workers}): the unsupervised member's lanes are read "
+                              "whole by each DataLoader worker of each device")
+
+    def _epoch_plan(self, epoch: int) -> EpochPlan:
+        """The epoch's stream (members drawn by the rates; each task's examples in a new seeded order per epoch)
+        and its packing plan: first-fit over the supervised examples, as many unsupervised examples to a row as
+        the objective's length budget fits (their lengths are known only when they are made), rows in the order
+        of their first examples."""
         if epoch not in self._plans:
-            from t5lit.data.mixtures import sample_task_sequence
+            from t5lit.data.mixtures import UNSUPERVISED, sample_task_indices
 
-            seed = self.hparams.seed
-            seq = sample_task_sequence(self.rates, self.epoch_examples, (seed, epoch))
-            cursors = {name: 0 for name in self.train}
-            orders = {name: np.random.default_rng((seed, epoch, i)).permutation(len(exs))
-                      for i, (name, exs) in enumerate(self.train.items())}
-            stream = []
-            for name in seq:
-                stream.append((name, int(orders[name][cursors[name] % len(orders[name])])))
-                cursors[name] += 1
-            lengths = [(len(self.train[n][i]["inputs"]), len(self.train[n][i]["targets"])) for n, i in stream]
-            rows = plan_packing(lengths, self.converter) if self.hparams.pack else [[k] for k in range(len(stream))]
-            self._plans = {epoch: (stream, rows)}
+            hp = self.hparams
+            names = list(self.rates)
+            task = sample_task_indices(self.rates, self.epoch_examples, (hp.seed, epoch)).astype(np.int16)
+            index = np.zeros(len(task), np.int64)
+            u = names.index(UNSUPERVISED) if UNSUPERVISED in names else -1
+            for i, name in enumerate(names):
+                where = np.flatnonzero(task == i)
+                if i == u:
+                    index[where] = np.arange(len(where))
+                    continue
+                order = np.random.default_rng((hp.seed, epoch, i)).permutation(len(self.train[name]))
+                index[where] = order[np.arange(len(where)) % len(order)]
+            if not hp.pack:
+                order, starts = np.arange(len(task)), np.arange(len(task) + 1)
+            else:
+                sup = np.flatnonzero(task != u)
+                lengths = np.zeros((len(sup), 2), np.int64)
+                for i, name in enumerate(names):
+                    if i != u:
+                        m = task[sup] == i
+                        lengths[m] = self._lengths[name][index[sup[m]]]
+                rows = plan_packing(lengths, self.converter)
+                sizes = np.fromiter(map(len, rows), np.int64, count=len(rows))
+                groups = [(sup[np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=len(sup))], sizes)]
+                if u >= 0:
+                    pos, k = np.flatnonzero(task == u), self._unsupervised_per_row()
+                    groups.append((pos, np.array([k] * (len(pos) // k) + ([len(pos) % k] if len(pos) % k else []),
+                                                 np.int64)))
+                order, starts = _merge_rows(groups)
+            plan = EpochPlan(names, task, index, order, starts)
+            if u >= 0:
+                b, n = hp.batch_size, plan.num_rows // hp.batch_size
+                seen = np.concatenate([[0], np.cumsum(task[order] == u)])
+                plan.unsupervised = np.diff(seen[starts[np.arange(n + 1) * b]])
+            self._plans = {epoch: plan}
         return self._plans[epoch]
 
-    def train_batch(self, epoch: int, batch: int) -> dict:
-        stream, rows = self._epoch_plan(epoch)
+    def _unsupervised_per_row(self) -> int:
+        """Unsupervised examples a packed row holds: as many as its room fits of the objective's budget."""
+        c = self.converter
+        a, b = c._fit_lengths(np.array([self.unsupervised.lengths[0]]), np.array([self.unsupervised.lengths[1]]))
+        need, room = c._needs(a, b), c._capacity()
+        return max(1, min(int(r) // int(n[0]) for r, n in zip(room, need) if int(n[0]) > 0))
+
+    def train_batch(self, epoch: int, batch: int, cursor=None) -> dict:
+        """Global batch ``batch`` of epoch ``epoch``; ``cursor``: the unsupervised member's open lanes (a
+        ``LaneCursor``; None: opened here, replaying the lane from the epoch's start)."""
+        plan = self._epoch_plan(epoch)
         b = self.hparams.batch_size
-        picked = rows[batch * b:(batch + 1) * b]
-        examples = [self.train[stream[k][0]][stream[k][1]] for row in picked for k in row]
-        local, start = [], 0
-        for row in picked:  # the plan's rows, renumbered over this batch's examples
-            local.append(list(range(start, start + len(row))))
-            start += len(row)
+        r0, r1 = batch * b, min((batch + 1) * b, plan.num_rows)
+        s0 = int(plan.starts[r0])
+        items = plan.order[s0:int(plan.starts[r1])]
+        local = [list(range(int(plan.starts[r]) - s0, int(plan.starts[r + 1]) - s0)) for r in range(r0, r1)]
+        tasks, indices = plan.task[items].tolist(), plan.index[items].tolist()
+        state = None
+        if plan.unsupervised is None:
+            examples = [self.train[plan.names[t]][i] for t, i in zip(tasks, indices)]
+        else:
+            from t5lit.data.mixtures import UNSUPERVISED
+            from t5lit.data.unsupervised import LaneCursor
+
+            u = plan.names.index(UNSUPERVISED)
+            cursor = cursor if cursor is not None else LaneCursor(self.unsupervised)
+            made, state = cursor.examples(epoch, batch, int(plan.unsupervised[batch]),
+                                          lambda g: int(plan.unsupervised[g]))
+            made = iter(made)
+            examples = [next(made) if t == u else self.train[plan.names[t]][i] for t, i in zip(tasks, indices)]
         out = self.converter(examples, rows=local) if self.hparams.pack else self.converter(examples)
-        return pad_rows(out, b)
+        out = pad_rows(out, b)
+        if state is not None:
+            out["_lane_state"] = state
+        return out
 
     def train_dataloader(self):
-        stream = BatchStream(self.train_batch, lambda e: len(self._epoch_plan(e)[1]) // self.hparams.batch_size)
-        return StreamLoader(stream, self._trainer_position, num_workers=self.hparams.num_workers,
-                            pin_memory=torch.cuda.is_available(), persistent_workers=self.hparams.num_workers > 0)
+        hp = self.hparams
+        kwargs = dict(num_workers=hp.num_workers, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=hp.num_workers > 0)
+        count = lambda e: self._epoch_plan(e).num_rows // hp.batch_size  # noqa: E731
+        if self.unsupervised is None:
+            return StreamLoader(BatchStream(self.train_batch, count), self._trainer_position, **kwargs)
+        stream = MixtureBatches(self.train_batch, count, self.unsupervised)
+        return MixtureLoader(stream, self._trainer_position, lambda: dict(self._lane_states), **kwargs)
 
     def val_dataloader(self):
         """One batch per task chunk: the model features (val/loss) plus ``inputs`` (B, L) to decode and
@@ -526,3 +703,31 @@ class FinetuneDataModule(ResumableMixin, L.LightningDataModule):
                          example_index=np.asarray(idx, dtype=np.int64))
             batches.append(to_tensors(feats))
         return DataLoader(batches, batch_size=None)
+
+    # ------------------------------------------------------------------------------------------ resuming
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Keep the unsupervised lane position a training batch carries (the model never sees it)."""
+        if isinstance(batch, dict) and "_lane_state" in batch:
+            state = batch.pop("_lane_state").tolist()
+            self._lane_states[int(state[0])] = [int(x) for x in state[1:]]
+        return batch
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if state and self.unsupervised is not None:
+            lanes = _gather(self.trainer, self._lane_states)
+            state["lanes"] = {str(k): v for k, v in sorted(lanes.items())}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if state and self.unsupervised is not None:
+            self._lane_states = {int(k): [int(x) for x in v] for k, v in state.get("lanes", {}).items()}
+
+
+def epoch_size(counts: dict[str, float], limit: int | None) -> int:
+    """Examples an epoch draws: the mixture's limited sizes added up. The unlimited (unsupervised) member counts
+    K; with no K (equal mixing) it counts as the largest other member."""
+    sizes = [min(c, limit) if limit else c for c in counts.values()]
+    finite = [c for c in sizes if not math.isinf(c)]
+    return int(sum(finite) + sum(max(finite, default=1) for c in sizes if math.isinf(c)))

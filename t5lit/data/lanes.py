@@ -277,6 +277,11 @@ class Lane:
         self.q += 1
         return ex
 
+    def next_examples(self, n: int) -> list[dict]:
+        """The lane's next ``n`` examples (``{"inputs", "targets"}``), for a consumer that makes its own rows
+        (the unsupervised member of a fine-tuning mixture, t5lit/data/unsupervised.py)."""
+        return [self._next_example() for _ in range(n)]
+
     def _peek(self) -> dict:
         if self.q == len(self.examples):
             self.block_no += 1

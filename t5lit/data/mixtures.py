@@ -17,9 +17,11 @@ The unsupervised member. A mixture (or a stage's task list) may name ``unsupervi
 objective on the pre-training corpus, mixed in with the supervised tasks (the paper's multi-task training and
 multi-task pre-training, Sections 3.5.2-3.5.3). Its size in the rates is ``unsupervised_size`` examples, or,
 unset, unlimited: ``min(inf, K) = K``, as the paper treats C4 ("orders of magnitude larger than every other
-task's" data set; its final models, Section 3.7, set artificial sizes of 710k to 133M instead). Training it
-needs the streaming pre-training data path: until that lands, ``get_task_or_mixture`` refuses a name whose
-tasks include it, in one line, and ``mixture_members`` is the entry point that path will use.
+task's" data set; its final models, Section 3.7, set artificial sizes of 710k to 133M instead). A fine-tuning
+stage whose tasks include it trains it (t5lit/data/unsupervised.py): its examples are the experiment's
+pre-training objective on the pre-training corpus, streamed, at the stage's lengths, drawn into the stage's
+training stream by its rate like any task's; it is never scored. ``mixture_members`` gives both parts of a name
+(the Task objects, and whether the member is in); ``get_task_or_mixture`` gives the Task objects alone.
 
 Registered mixtures (the paper fine-tunes on each benchmark as one mixture, Section 3.1.3):
 
@@ -140,17 +142,22 @@ def mixture_rates(mixing: str | Mixture, num_examples: Mapping[str, float], *, l
     return {name: float(r) for name, r in zip(names, rates)}
 
 
-def sample_task_sequence(rates: Mapping[str, float], n: int, seed: int | Sequence[int]) -> list[str]:
-    """``n`` task names drawn independently by ``rates``; the same ``seed`` (an int or a tuple of ints such as
-    ``(seed, epoch)``) always gives the same list."""
+def sample_task_indices(rates: Mapping[str, float], n: int, seed: int | Sequence[int]) -> np.ndarray:
+    """``n`` draws (n,) of positions in ``rates``' order, independently by the rates; the same ``seed`` (an int
+    or a tuple of ints such as ``(seed, epoch)``) always gives the same draws."""
     names = list(rates)
     if not names:
         raise ConfigError("no tasks to sample from")
     p = np.array([rates[name] for name in names], np.float64)
     if (p < 0).any() or p.sum() <= 0:
         raise ConfigError(f"mixing rates must be non-negative and not all zero, got {dict(rates)}")
-    draws = np.random.default_rng(seed).choice(len(names), size=n, p=p / p.sum())
-    return [names[i] for i in draws]
+    return np.random.default_rng(seed).choice(len(names), size=n, p=p / p.sum())
+
+
+def sample_task_sequence(rates: Mapping[str, float], n: int, seed: int | Sequence[int]) -> list[str]:
+    """``n`` task names drawn independently by ``rates`` (``sample_task_indices``, named)."""
+    names = list(rates)
+    return [names[i] for i in sample_task_indices(rates, n, seed)]
 
 
 # ------------------------------------------------------------------------------------------ names
@@ -181,7 +188,7 @@ def task_names(name: str, _within: tuple[str, ...] = ()) -> list[str]:
 
 def mixture_members(names: str | Iterable[str]) -> tuple[list, bool]:
     """``(Task objects, whether the unsupervised member is in)`` of task and mixture names, each task once.
-    The pre-training data path mixes ``unsupervised`` in from the stage's objective and corpus."""
+    A fine-tuning stage mixes ``unsupervised`` in from the experiment's pre-training objective and corpus."""
     from t5lit.data.tasks import get_task
 
     tasks: dict[str, object] = {}
@@ -196,16 +203,10 @@ def mixture_members(names: str | Iterable[str]) -> tuple[list, bool]:
 
 
 def get_task_or_mixture(name: str) -> list:
-    """The Task objects of mixture ``name``, or ``[task]`` for a task name; unknown names list both kinds. A
-    name that mixes in the unsupervised member is refused in one line until the pre-training data path trains
-    it (``mixture_members`` gives both parts)."""
-    tasks, unsupervised = mixture_members(name)
-    if unsupervised:
-        what = f"{name!r} is the" if name == UNSUPERVISED else f"{name!r} mixes in the"
-        raise ConfigError(f"{what} unsupervised member (the pre-training objective on its corpus), which "
-                          "fine-tuning stages cannot train yet: the streaming pre-training data path adds it; "
-                          "until then use supervised tasks and mixtures only")
-    return tasks
+    """The Task objects of mixture ``name``, or ``[task]`` for a task name; unknown names list both kinds. The
+    unsupervised member is no Task (nothing scores it): a mixture that mixes it in gives its supervised tasks,
+    ``unsupervised`` none (``mixture_members`` tells whether it is in)."""
+    return mixture_members(name)[0]
 
 
 def leave_out(entries: Sequence[str], names: Sequence[str]) -> list[str]:
