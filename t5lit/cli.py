@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--study", default=None, help="the study name, when no sweep file is given")
     r.add_argument("--storage", default=None, help="the storage URL the sweep ran with (default: its journal)")
     r.add_argument("--out", default="runs/sweeps", help="the --out the sweep ran with")
+    r.add_argument("--std-from", default=None, metavar="SWEEP",
+                   help="bold within 2 std of the best, the std of that sweep's baseline over its seeds (Table 1's)")
     r = ss.add_parser("status", help="each row's state, attempts and last error")
     r.add_argument("sweep", nargs="?", default=None, help="the sweep YAML file (or give --study)")
     r.add_argument("--study", default=None, help="the study name, when no sweep file is given")

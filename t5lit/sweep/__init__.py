@@ -82,7 +82,8 @@ def report_cli(ns):
     """``t5lit sweep report [SWEEP] [--study NAME] [--storage URL]``: write and print the report."""
     from t5lit.sweep.report import write_report
 
-    report = write_report(ns.sweep, study=ns.study, storage=ns.storage, out_dir=ns.out)
+    report = write_report(ns.sweep, study=ns.study, storage=ns.storage, out_dir=ns.out,
+                          std_from=getattr(ns, "std_from", None))
     print(report.markdown)
     print(f"report: {report.files['markdown'].parent}")
     return report

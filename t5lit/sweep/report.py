@@ -5,7 +5,10 @@ CNNDM, SQuAD, SGLUE, EnDe, EnFr, EnRo, then other tasks) and their Average; mean
 them what the row cost (parameters, training FLOPs per token, training tokens, wall time; the paper's P and M
 of Table 2). As in the paper (Section 3.1.5 / Table 1), the best score of each column is bold, and with
 replicates every score within two standard deviations of the best as well (the baseline's standard deviation
-when it has replicates, else the mean of the rows' standard deviations); the baseline is marked ★.
+when it has replicates, else the mean of the rows' standard deviations); the baseline is marked ★. As the paper
+bolds every later table with Table 1's standard deviation, a sweep may take it from another sweep's baseline
+(``std_from: table1_baseline.yaml`` in the sweep file, or ``t5lit sweep report X --std-from Y``): then every
+score within two of those standard deviations of the best is bold, with one seed per row too.
 
 Below the table, each row against ★ with a test (t5lit/sweep/scorecard.py): Welch's t-test and a bootstrap
 interval with several seeds, the paired bootstrap over evaluation examples with one; the table names the test
@@ -127,8 +130,10 @@ def choose_columns(variants: list[Variant], wanted: list[str] | None = None) -> 
     return cols + ([AVERAGE] if len(cols) > 1 else [])
 
 
-def bold_cells(variants: list[Variant], columns: list[str], higher_is_better: bool = True) -> dict[str, set[str]]:
-    """Per column, the variants in bold: the best, and with replicates all within 2 standard deviations.
+def bold_cells(variants: list[Variant], columns: list[str], higher_is_better: bool = True,
+               reference_std: dict[str, float] | None = None) -> dict[str, set[str]]:
+    """Per column, the variants in bold: the best, and with replicates all within 2 standard deviations (of
+    ``reference_std[column]`` when given: another study's baseline, as Table 1's std is the paper's).
 
     >>> a, b = Variant("a", values={"X": [80.0, 82.0]}), Variant("b", values={"X": [79.0, 80.0]})
     >>> bold_cells([a, b], ["X"])["X"] == {"a", "b"}   # 79.5 >= 81 - 2 * 1.41
@@ -145,6 +150,8 @@ def bold_cells(variants: list[Variant], columns: list[str], higher_is_better: bo
         stds = [s for v in variants if (s := v.std(col)) is not None]
         ref = base.std(col) if base is not None and base.std(col) is not None else (
             statistics.fmean(stds) if stds else 0.0)
+        if reference_std and reference_std.get(col) is not None:
+            ref = reference_std[col]
         margin = 2 * ref + 1e-9
         out[col] = {n for n, m in means.items() if (m >= best - margin if higher_is_better else m <= best + margin)}
     return out
@@ -236,11 +243,35 @@ def _significance_rows(variants: list[Variant], columns: list[str], tester) -> l
     return rows
 
 
+def reference_std(sweep: str | Path, storage: str | None, out_dir: str | Path) -> tuple[dict[str, float], str]:
+    """``({column: std}, note)``: the standard deviation over seeds of another sweep's baseline row (its ★, else
+    the row with the most finished runs), read from its study in the same storage; ``({}, why)`` when that
+    sweep has not run or no row has two finished runs yet (the report then says so and bolds as without)."""
+    from t5lit.sweep.spec import load_sweep
+
+    other = load_sweep(sweep, check_rows=False)
+    try:
+        st = open_from_url(other.study, storage, out_dir)
+    except ConfigError:
+        return {}, f"no std from {other.study}: it has not run yet"
+    variants = collect(st, dict(st.user_attrs.get("sweep") or {"kind": "grid"}))
+    ranked = sorted(variants, key=lambda v: (not v.baseline, -sum(s == "complete" for s in v.status)))
+    for v in ranked:
+        stds = {c: s for c in choose_columns([v]) if (s := v.std(c)) is not None}
+        if stds:
+            runs = sum(s == "complete" for s in v.status)
+            return stds, f"std of {other.study}'s {v.name} over {runs} runs"
+    return {}, f"no std from {other.study}: no row has two finished runs yet"
+
+
 def write_report(sweep: str | Path | None = None, *, study: str | None = None, storage: str | None = None,
-                 out_dir: str | Path = "runs/sweeps", bootstrap_samples: int = 1000) -> Report:
+                 out_dir: str | Path = "runs/sweeps", bootstrap_samples: int = 1000,
+                 std_from: str | Path | None = None) -> Report:
     """Build the report of a sweep (its file, or a study name and storage) into ``<out>/<study>/report``.
 
-    A study with no finished runs still gets its table (and scorecard: the published numbers alone)."""
+    A study with no finished runs still gets its table (and scorecard: the published numbers alone).
+    ``std_from``: a sweep file whose baseline's std over seeds sets the bold (default: the sweep's own
+    ``std_from``)."""
     from t5lit.sweep.scorecard import Tester, build_scorecard, significance_markdown
 
     spec = None
@@ -258,11 +289,15 @@ def write_report(sweep: str | Path | None = None, *, study: str | None = None, s
                     paper_rows={r.name: r.paper_row for r in spec.rows if r.paper_row})
     variants = collect(st, desc)
     columns = choose_columns(variants, desc.get("columns") or None)
-    bold = bold_cells(variants, columns)
+    std_from = std_from or (spec.std_from if spec is not None else None)
+    ref_std, std_note = reference_std(std_from, storage, out_dir) if std_from is not None else ({}, "")
+    bold = bold_cells(variants, columns, reference_std=ref_std)
     tester = Tester(columns, n_samples=bootstrap_samples)
     done = sum(s == "complete" for v in variants for s in v.status)
+    how = (f"bold: within 2 std of the best ({std_note})" if ref_std else
+           "bold: best (and within 2 std of it when seeds repeat)" + (f"; {std_note}" if std_note else ""))
     md = f"### {study}\n\n{markdown_table(variants, columns, bold)}\n\n{done}/{desc.get('total', '?')} runs " \
-         f"complete; {STAR} baseline; bold: best (and within 2 std of it when seeds repeat)."
+         f"complete; {STAR} baseline; {how}."
     if not done:
         md += " No finished runs yet."
     significance = significance_markdown(variants, columns, tester) if columns else ""

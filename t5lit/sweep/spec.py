@@ -17,6 +17,7 @@ A sweep file is YAML over one experiment file (``base:``, relative to the sweep 
     direction: maximize
     metric: summary.GLUE                 # a dotted path into results.json; summary.average = the table's mean
     columns: [GLUE, SGLUE]               # report columns (default: every summary column the runs produced)
+    std_from: table1_baseline.yaml       # the report bolds within 2 std of the best, with that sweep's baseline std
 
 A grid that reproduces one of the paper's tables names it, and each row the published row it reproduces, so
 that the report puts the paper's numbers beside the measured ones (the scorecard; t5lit/paper/)::
@@ -41,7 +42,7 @@ from typing import Any
 from t5lit.registry import ConfigError, check_choice, check_name, unknown_name_message
 
 TOP_KEYS = ("base", "study", "description", "seeds", "overrides", "rows", "space", "n_trials", "sampler",
-            "pruner", "direction", "metric", "columns", "max_retries", "paper_table")
+            "pruner", "direction", "metric", "columns", "max_retries", "paper_table", "std_from")
 SEARCH_KEYS = ("space", "n_trials", "sampler", "pruner")
 ROW_KEYS = ("name", "overrides", "baseline", "description", "paper_row")
 PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
@@ -110,6 +111,7 @@ class SweepSpec:
     max_retries: int = 3
     schema: bool = True  # rows are t5lit experiments (False: a runner of your own reads them)
     paper_table: int | None = None  # the paper's table this grid reproduces (t5lit/paper/tables.yaml)
+    std_from: Path | None = None  # another sweep whose baseline's std over seeds sets the report's bold (Table 1)
 
     @property
     def kind(self) -> str:
@@ -254,7 +256,13 @@ def load_sweep(path: str | Path, check_rows: bool = True, schema: bool = True) -
     max_retries = raw.get("max_retries", 3)
     if not isinstance(max_retries, int) or max_retries < 0:
         raise _fail(path, f"max_retries must be a non-negative integer, got {max_retries!r}")
-    common = dict(path=path, base=base, study=study, seeds=tuple(seeds),
+    std_from = raw.get("std_from")
+    if std_from is not None:
+        if not isinstance(std_from, str) or not (path.parent / std_from).is_file():
+            raise _fail(path, f"std_from must name another sweep file (relative to this one), got {std_from!r}"
+                              + ("" if not isinstance(std_from, str) else f": {path.parent / std_from} not found"))
+        std_from = (path.parent / std_from).resolve()
+    common = dict(path=path, base=base, study=study, seeds=tuple(seeds), std_from=std_from,
                   overrides=_mapping(path, raw.get("overrides"), "overrides"), direction=direction, metric=metric,
                   columns=tuple(columns), max_retries=max_retries, schema=bool(schema))
     if has_rows:

@@ -108,3 +108,32 @@ def test_curves_over_every_seed_and_cost_columns(tmp_path):
     assert "| base ★ | **81.00 ± 1.41** | 220.0M | 750.0M | 34.4G |" in rep.markdown
     assert "| other | 70.00 | – | – | – |" in rep.markdown
     assert rep.files["curves"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bold_with_the_std_of_another_sweeps_baseline(tmp_path):
+    """The paper bolds every later table with Table 1's std (Section 3.1.5): a one-seed sweep takes it from the
+    baseline sweep's ★ row, named by ``std_from`` in the sweep file or ``--std-from``."""
+    from pathlib import Path
+
+    from t5lit.sweep.spec import load_sweep
+
+    base = Path(__file__).resolve().parents[2] / "experiments" / "paper" / "baseline.yaml"
+    table1 = tmp_path / "table1.yaml"
+    table1.write_text(f"base: {base}\nstudy: table1\nseeds: [0, 1, 2]\nrows:\n  - {{name: base, baseline: true}}\n")
+    hand_made(tmp_path, "t2", {"base": [{"GLUE": 80.0}], "other": [{"GLUE": 81.0}], "far": [{"GLUE": 75.0}]})
+    # table1 has not run: bold as without (only the best), and the report says why.
+    rep = write_report(study="t2", out_dir=tmp_path, std_from=table1)
+    assert rep.bold["GLUE"] == {"other"} and "no std from table1: it has not run yet" in rep.markdown
+    hand_made(tmp_path, "table1", {"base": [{"GLUE": 79.0}, {"GLUE": 81.0}, {"GLUE": 83.0}]})  # std 2.0
+    rep = write_report(study="t2", out_dir=tmp_path, std_from=table1)
+    assert rep.bold["GLUE"] == {"other", "base"}  # 80 >= 81 - 2 * 2; 75 is not
+    assert "bold: within 2 std of the best (std of table1's base over 3 runs)" in rep.markdown
+    # Named in the sweep file instead; a missing file is one line.
+    t2 = tmp_path / "t2.yaml"
+    t2.write_text(f"base: {base}\nstudy: t2\nstd_from: table1.yaml\nrows:\n  - {{name: base, baseline: true}}\n"
+                  "  - {name: other}\n  - {name: far}\n")
+    assert load_sweep(t2, check_rows=False).std_from == table1.resolve()
+    assert write_report(t2, out_dir=tmp_path).bold["GLUE"] == {"other", "base"}
+    t2.write_text(t2.read_text().replace("table1.yaml", "tabel1.yaml"))
+    with pytest.raises(ConfigError, match="std_from must name another sweep file.*tabel1.yaml not found"):
+        load_sweep(t2, check_rows=False)
