@@ -5,6 +5,7 @@ again, ends with exactly the results, curves and best checkpoints of a run that 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,12 +133,18 @@ def test_a_run_killed_at_random_points_of_every_stage_ends_with_the_uninterrupte
     for seed in (0, 1):
         rng = random.Random(seed)  # the kill points are reproducible: delays drawn from a seeded generator
         run_dir = tmp_path / f"killed{seed}"
-        kills = 0
-        for _ in range(3):
-            proc = _run(run_dir)
-            time.sleep(rng.uniform(1.0, duration))
-            if proc.poll() is not None:
+        kills, scale = 0, 0.8
+        for _ in range(6):
+            if kills == 3:
                 break
+            proc = _run(run_dir)
+            time.sleep(rng.uniform(1.0, max(1.5, scale * duration)))
+            if proc.poll() is not None:  # finished first (the machine got faster): with no kill yet, again, sooner
+                if kills:
+                    break
+                shutil.rmtree(run_dir)
+                scale /= 2
+                continue
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
