@@ -17,9 +17,12 @@ alike) and reports each one's median run. Figures and their commands: benchmarks
         --batch 8 --inputs 512 --targets 114 --precision fp32 --steps 10
     python benchmarks/train_throughput.py --preset t5-base --batch 128 --precision bf16 --device cuda --compile
 
-Prints ours, theirs, and the ratio ours/theirs for tokens/s and for memory per token; ``--json PATH``
-writes them. ``--archs`` adds our decoder-only and prefix-LM models at equal parameters (one stack of
-encoder + decoder depth over the concatenated inputs + targets).
+Prints ours, theirs, and the ratio ours/theirs for tokens/s and for memory per token; on CPU also the CPU's
+model and ISA tier (t5lit/model/cpu_caps.py), the machine's fp32 and bf16 matmul throughput at the model's
+feed-forward shapes, measured in the same run, and each model's training FLOP/s as a share of it (the
+matmul FLOPs of ``ArchSpec.train_flops`` per token x tokens/s); ``--json PATH`` writes them. ``--archs``
+adds our decoder-only and prefix-LM models at equal parameters (one stack of encoder + decoder depth over the
+concatenated inputs + targets).
 """
 
 from __future__ import annotations
@@ -192,6 +195,50 @@ def measure(a) -> dict:
             "load_average_1min": [load, os.getloadavg()[0]]}
 
 
+def measure_matmul(a) -> dict:
+    """Runs inside a subprocess: the machine's matmul throughput (TFLOP/s) in fp32 and bf16 at the model's
+    shapes, the feed-forward's two products ((batch x inputs, d_model) @ (d_model, d_ff) and back), with the
+    benchmark's threads: the limit the training step's matrix work is measured against. The best of several
+    timed rounds of about 0.2 s each, after a warm-up."""
+    import torch
+
+    m, k, n = a.batch * a.inputs, a.d_model, a.d_ff
+    if a.preset:
+        cfg = build_config(a)
+        k, n = cfg.d_model, cfg.d_ff
+    out = {"shape": [m, k, n]}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        g = torch.Generator().manual_seed(0)
+        x, w1 = torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype)
+        w2 = torch.randn(n, k, generator=g).to(dtype)
+        flops = 2 * m * k * n * 2  # both products
+
+        def work(x=x, w1=w1, w2=w2):
+            torch.mm(torch.mm(x, w1), w2)
+
+        for _ in range(3):
+            work()
+        best = float("inf")
+        for _ in range(5):
+            reps, t0 = 0, time.perf_counter()
+            while True:
+                work()
+                reps += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed > 0.2:
+                    break
+            best = min(best, elapsed / reps)
+        out[f"{name}_tflops"] = flops / best / 1e12
+    return out
+
+
+def flops_per_token(a) -> float:
+    """Training matmul FLOPs (forward + backward, ``ArchSpec.train_flops``) per token of the encoder-decoder at
+    the benchmark's lengths: what both models compute, whatever their kernels."""
+    cfg = build_config(a)
+    return cfg.spec.train_flops(cfg, a.inputs, a.targets) / (a.inputs + a.targets)
+
+
 def run_child(argv: list[str], which: str) -> dict:
     out = subprocess.run([sys.executable, __file__, *argv, "--which", which, "--child"], capture_output=True,
                          text=True, env=dict(os.environ))
@@ -260,6 +307,9 @@ def main(argv=None):
 
         torch.set_num_threads(a.threads)
     if a.child:
+        if a.which == "matmul":
+            print(json.dumps(measure_matmul(a)))
+            return
         if a.which == "hf" and a.hf_precision:
             a.precision = a.hf_precision
         print(json.dumps(measure(a)))
@@ -279,6 +329,7 @@ def main(argv=None):
         return dict(best, runs_tokens_per_sec=[r["tokens_per_sec"] for r in rs])
 
     results = {n: median_run(rs) for n, rs in runs.items()}
+    limits = run_child(given, "matmul") if a.device == "cpu" else None
     label = {"encoder_decoder": "t5lit encoder_decoder", "hf": "transformers T5", "decoder_only": "t5lit decoder_only",
              "prefix_lm": "t5lit prefix_lm"}
     ours, theirs = results["encoder_decoder"], results["hf"]
@@ -299,11 +350,30 @@ def main(argv=None):
     speed = ours["tokens_per_sec"] / theirs["tokens_per_sec"]
     mem = ours["bytes_per_token"] / theirs["bytes_per_token"]
     print(f"ratio ours/transformers: tokens/s {speed:.2f}x, peak memory per token {mem:.2f}x")
+    from t5lit.model.cpu_caps import cpu_capabilities
+
+    caps = cpu_capabilities() if a.device == "cpu" else None
+    utilisation = {}
+    if limits is not None:
+        per_token = flops_per_token(a)
+        m, k, n = limits["shape"]
+        print(f"CPU: {caps.describe()}")
+        print(f"matmul limit at ({m} x {k}) @ ({k} x {n}) and back, {a.threads or 'default'} threads: fp32 "
+              f"{limits['fp32_tflops']:.3f} TFLOP/s, bf16 {limits['bf16_tflops']:.3f} TFLOP/s; training step: "
+              f"{per_token / 1e6:.1f} MFLOP per token")
+        for key, precision in (("encoder_decoder", a.precision), ("hf", a.hf_precision or a.precision)):
+            used = results[key]["tokens_per_sec"] * per_token / 1e12
+            utilisation[label[key]] = used / limits[f"{precision}_tflops"]
+            print(f"  {label[key]:24s} {used:.3f} TFLOP/s = {100 * utilisation[label[key]]:.1f}% of the "
+                  f"{precision} matmul limit")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"setting": setting, "environment": environment(a), "args": vars(a),
                        "results": {label[n]: results[n] for n in names}, "speed_ratio": speed,
-                       "memory_ratio": mem}, f, indent=2)
+                       "memory_ratio": mem, "matmul_limit": limits, "utilisation": utilisation,
+                       "cpu": None if caps is None else {"model": caps.model, "tier": caps.tier, "isa": caps.isa(),
+                                                         "torch_capability": caps.torch_capability}},
+                      f, indent=2)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ def test_train_throughput_runs_and_writes_json(tmp_path):
     ours, theirs = report["results"]["t5lit encoder_decoder"], report["results"]["transformers T5"]
     assert ours["params"] == theirs["params"]
     assert report["speed_ratio"] > 0 and report["memory_ratio"] > 0
+    # The machine's matmul limit, measured in the same run, and each model's share of it; the CPU's ISA.
+    assert report["matmul_limit"]["fp32_tflops"] > 0 and report["matmul_limit"]["bf16_tflops"] > 0
+    assert set(report["utilisation"]) == {"t5lit encoder_decoder", "transformers T5"}
+    assert all(0 < u < 1 for u in report["utilisation"].values())
+    assert report["cpu"]["tier"] in ("amx", "avx512_bf16", "avx512", "avx2", "baseline")
+    assert "of the fp32 matmul limit" in run.stdout and "CPU: " in run.stdout
     for key in ("device", "device_name", "torch", "transformers", "python", "command", "threads"):
         assert report["environment"][key]
 
