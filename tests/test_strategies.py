@@ -169,7 +169,11 @@ def _weights(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_multi_task_pretraining_run_killed_in_each_stage_resumes_exactly(tmp_path):
-    overrides = {**TASKS, "stages": MTP_FT, "model.overrides": {"dropout_rate": 0.1}, "pretrain.steps": 4,
+    # Table 12's "multi-task pre-training + fine-tuning": the unsupervised objective mixed with every task (K
+    # limits its share), then each task fine-tuned from that.
+    stages = [{**MTP_FT[0], "task": ["unsupervised", "finetune.tasks"]}, MTP_FT[1]]
+    overrides = {**TASKS, "stages": stages, "finetune.mixing_limit": 64,
+                 "model.overrides": {"dropout_rate": 0.1}, "pretrain.steps": 4,
                  "pretrain.checkpoint_every": 2, "finetune.steps": 4, "finetune.eval_every": 2,
                  "evaluation.max_val_examples": 8, "evaluation.max_decode_length": 4}
     whole = run_experiment(resolve_experiment(DEBUG, overrides), tmp_path / "whole")
