@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from t5lit.config import ModelConfig
-from t5lit.io import commit
+from t5lit.io import check_can_create, commit
 from t5lit.registry import ConfigError
 
 MODEL_PREFIX = "model."  # T5LitModule keeps the model as ``self.model``
@@ -191,13 +191,7 @@ def check_output_dir(path: Path, what: str) -> None:
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} exists and is not a directory; give a directory to write")
-    probe = path.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{what} {path}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path}: the directory {probe} is not writable")
+    check_can_create(path, f"{what} {path}")
 
 
 def export_hf(model: nn.Module, cfg: ModelConfig, out_dir: str | os.PathLike) -> Path:

@@ -21,11 +21,11 @@ Nothing is written: an experiment that fails its checks leaves no trace on disk.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from t5lit.io import check_can_create
 from t5lit.registry import ConfigError
 from t5lit.schema import Experiment, Stage
 
@@ -115,11 +115,8 @@ def _check_pretrain(stage: Stage, exp: Experiment, vocab) -> None:
     check_corpus(p.corpus, p.corpus_options)
     features = PretrainFeatures.build(p.objective, p.objective_params, exp.model.arch, p.inputs_length,
                                       p.targets_length)
-    low, high = 3, max(4, vocab.vocab_size - vocab.num_extra_ids)
-    rng = np.random.default_rng(0)
-    chunks = rng.integers(low, high, size=(SYNTHETIC_EXAMPLES, features.budget.raw), dtype=np.int64).astype(np.int32)
-    rngs = [np.random.default_rng((exp.seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
-    features.features(features.examples(chunks, rngs, vocab))  # the model features of a batch, as training makes
+    # the model features of a batch, as training makes them
+    features.features(features.examples(*_synthetic_chunks(vocab, features.budget.raw, exp.seed), vocab))
     _check_pretrain_data(p, exp, features.budget.raw)
     check_corpus(p.corpus, p.corpus_options, probe=True)  # its first document: reachable, not empty
 
@@ -131,6 +128,19 @@ def _devices(exp: Experiment) -> int | None:
     return None if count is None or count < 1 else count * exp.trainer.num_nodes
 
 
+def _synthetic_chunks(vocab, raw: int, seed: int) -> tuple[np.ndarray, list]:
+    """``(chunks, rngs)``: SYNTHETIC_EXAMPLES chunks of ``raw`` random ordinary ids and a generator each, what an
+    objective is run on to check it at the experiment's lengths and vocabulary before any real data is read."""
+    low, high = 3, max(4, vocab.vocab_size - vocab.num_extra_ids)
+    chunks = np.random.default_rng(0).integers(low, high, size=(SYNTHETIC_EXAMPLES, raw), dtype=np.int64)
+    return chunks.astype(np.int32), [np.random.default_rng((seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
+
+
+def _lanes_fit(lanes: int, readers: int) -> int:
+    """The nearest count of lanes at or above ``lanes`` that ``readers`` (devices x workers) split evenly."""
+    return readers * max(1, -(-lanes // readers))
+
+
 def _check_pretrain_data(p, exp: Experiment, raw: int) -> None:
     """The lanes split between every device's DataLoader workers; a capped corpus holds at least one batch."""
     world = _devices(exp)
@@ -138,7 +148,7 @@ def _check_pretrain_data(p, exp: Experiment, raw: int) -> None:
     if world is not None and p.lanes % (world * workers):
         raise ConfigError(f"pretrain.lanes ({p.lanes}) must be a multiple of devices x num_workers ({world} x "
                           f"{workers}): each DataLoader worker of each device reads whole lanes; set pretrain.lanes "
-                          f"to {world * workers * max(1, -(-p.lanes // (world * workers)))}")
+                          f"to {_lanes_fit(p.lanes, world * workers)}")
     if p.max_tokens is not None and p.max_tokens < p.batch_size * raw:
         raise ConfigError(f"pretrain.max_tokens ({p.max_tokens:,}) is less than one batch: {p.batch_size} chunks of "
                           f"{raw} tokens ({p.batch_size * raw:,} tokens); raise max_tokens or lower batch_size")
@@ -158,18 +168,14 @@ def _check_unsupervised(stage: Stage, exp: Experiment, vocab) -> None:
     check_corpus(p.corpus, p.corpus_options)
     member = UnsupervisedMember(p.corpus, p.corpus_options, p.objective, p.objective_params, exp.model.arch,
                                 f.inputs_length, f.targets_length, p.lanes, 1, exp.seed, f.pack)
-    low, high = 3, max(4, vocab.vocab_size - vocab.num_extra_ids)
-    rng = np.random.default_rng(0)
-    chunks = rng.integers(low, high, size=(SYNTHETIC_EXAMPLES, member.raw), dtype=np.int64).astype(np.int32)
-    rngs = [np.random.default_rng((exp.seed, 0, i)) for i in range(SYNTHETIC_EXAMPLES)]
-    examples = member.cut(member.recipe.examples(chunks, rngs, vocab))
+    examples = member.cut(member.recipe.examples(*_synthetic_chunks(vocab, member.raw, exp.seed), vocab))
     converter_for(exp.model.arch, f.inputs_length, f.targets_length, pack=f.pack)(examples)  # the stage's features
     world = _devices(exp)
     workers = max(1, f.num_workers)
     if world is not None and p.lanes % (world * workers):
         raise ConfigError(f"the unsupervised member reads pretrain.lanes ({p.lanes}) lanes, which must be a multiple "
                           f"of devices x finetune.num_workers ({world} x {workers}); set pretrain.lanes to "
-                          f"{world * workers * max(1, -(-p.lanes // (world * workers)))}")
+                          f"{_lanes_fit(p.lanes, world * workers)}")
     check_corpus(p.corpus, p.corpus_options, probe=True)  # its first document: reachable, not empty
 
 
@@ -267,10 +273,4 @@ def check_output_dir(run_dir: Path) -> None:
     path = run_dir.expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory {run_dir} exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"run directory {run_dir}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"run directory {run_dir}: {probe} is not writable")
+    check_can_create(path, f"run directory {run_dir}")

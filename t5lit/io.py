@@ -85,3 +85,17 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
 
 
 __all__ = ["atomic_open", "commit", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_lock"]
+
+
+def check_can_create(path: str | os.PathLike, where: str) -> None:
+    """``path`` (a file or folder still to write) can be made: its nearest existing ancestor is a writable
+    directory; else a one-line ConfigError starting with ``where``."""
+    from t5lit.registry import ConfigError
+
+    probe = Path(path).expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{where}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: the directory {probe} is not writable")

@@ -20,7 +20,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from t5lit.data.cache import cache_root, check_cache_dir
-from t5lit.io import atomic_write_bytes, file_lock
+from t5lit.io import atomic_write_bytes, check_can_create, file_lock
 from t5lit.registry import ConfigError
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
@@ -245,13 +245,7 @@ def check_output_file(path: Path, what: str) -> None:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ConfigError(f"{what} output {path} is a directory; give a file path such as {path / 'spiece.model'}")
-    probe = path.absolute().parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{what} output {path}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} output {path}: the directory {probe} is not writable")
+    check_can_create(path.absolute().parent, f"{what} output {path}")
 
 
 def builtin_vocabulary_path(size: int = 1000, cache_dir: str | os.PathLike | None = None) -> Path:
