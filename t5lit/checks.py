@@ -261,6 +261,13 @@ def _check_sharding(exp: Experiment) -> None:
 
 def _check_trainer(exp: Experiment) -> None:
     accelerator = str(exp.trainer.accelerator)
+    if exp.runtime.cpu_fast_paths and accelerator in ("cpu", "auto"):
+        from t5lit.model.cpu import plan_fast_paths
+
+        try:
+            plan_fast_paths()  # $T5LIT_CPU_FAST_PATHS, if set, must name known paths
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if accelerator in ("gpu", "cuda"):
         import torch
 

@@ -60,9 +60,11 @@ class T5LitModule(L.LightningModule):
         num_beams, length_penalty_alpha, max_decode_length: decoding for validation. ``num_beams`` None:
             each task's own (greedy; beam search of 4 with alpha 0.6 for WMT and CNN/DM, as T5); an integer
             decodes every task so.
-        compile: torch.compile the model (default: on for CUDA, off elsewhere).
-        cpu_fast_paths: on CPU, swap in ``t5lit.model.cpu.apply_cpu_fast_paths`` (oneDNN linears, the CPU
-            training attention) when the Trainer sets the model up; False keeps plain PyTorch modules.
+        compile: torch.compile the model (default: on for CUDA, off elsewhere; a run's stages decide by their
+            length on CPU, ``t5lit.model.compile_plan``).
+        cpu_fast_paths: on CPU, swap in ``t5lit.model.cpu.apply_cpu_fast_paths`` (the fast paths chosen for
+            this CPU: oneDNN linears, the CPU training attention) when the Trainer sets the model up; False
+            keeps plain PyTorch modules.
         init_from: a .ckpt whose model weights initialise this model (fine-tuning a pre-trained run).
         finetune_method: full | adapters | gradual_unfreezing (Section 3.5.1). adapters: the model (built with
             ``adapter_dim``) trains only its adapters and layer norms; every other weight gets

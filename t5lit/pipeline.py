@@ -45,15 +45,29 @@ def as_experiment(cfg) -> Experiment:
 
 # ------------------------------------------------------------------------------------------ set-up
 def setup_runtime(exp: Experiment) -> None:
-    """Process-wide settings of a run: on CPU, keep freed memory between training steps (glibc's malloc)."""
+    """Process-wide settings of a run: on CPU, keep freed memory between training steps (glibc's malloc), and
+    say (rank 0) which CPU fast paths this CPU gets and whether bf16 pays on it."""
     import torch
+    from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
     accelerator = str(exp.trainer.accelerator)
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if on_cpu and exp.runtime.tune_malloc:
+    if not on_cpu:
+        return
+    if exp.runtime.tune_malloc:
         from t5lit.model.cpu import tune_allocator
 
         tune_allocator()
+    from t5lit.model.cpu import plan_fast_paths
+    from t5lit.model.cpu_caps import cpu_capabilities
+
+    caps = cpu_capabilities()
+    paths = plan_fast_paths().describe() if exp.runtime.cpu_fast_paths else "off (runtime.cpu_fast_paths: false)"
+    rank_zero_info(f"CPU {caps.model}, {caps.tier} tier; fast paths: {paths}")
+    if str(exp.trainer.precision).startswith("bf16") and not caps.native_bf16:
+        rank_zero_warn(f"trainer.precision {exp.trainer.precision} on a CPU without AMX or AVX-512 bf16 "
+                       f"({caps.tier} tier): bf16 is emulated there and slower than fp32; consider precision: "
+                       "32-true")
 
 
 def _seed(exp: Experiment) -> None:
@@ -96,7 +110,7 @@ def _module(exp: Experiment, stage: Stage, init: Path | None):
                          optimizer=s.optimizer, lr=s.lr, schedule=s.schedule, warmup_steps=s.warmup_steps,
                          weight_decay=s.weight_decay, z_loss=s.z_loss, num_beams=e.num_beams,
                          length_penalty_alpha=e.length_penalty_alpha, max_decode_length=e.max_decode_length,
-                         compile=exp.runtime.compile, cpu_fast_paths=exp.runtime.cpu_fast_paths,
+                         compile=_compile_choice(exp, stage), cpu_fast_paths=exp.runtime.cpu_fast_paths,
                          init_from=str(init) if init else None, finetune_method=method)
     if init is None and exp.model.init_from and not _random_init(exp, stage):
         # A stage that starts from no earlier stage starts from the Hugging Face T5 of model.init_from.
@@ -104,6 +118,31 @@ def _module(exp: Experiment, stage: Stage, init: Path | None):
 
         load_hf_init(module.model, exp.model.init_from, module.config)
     return module
+
+
+def _compile_choice(exp: Experiment, stage: Stage) -> bool:
+    """runtime.compile, or when it is null the decision of ``t5lit.model.compile_plan.decide_compile`` from the
+    stage's steps and batch, printed once per stage (rank 0)."""
+    import torch
+    from lightning.pytorch.utilities import rank_zero_info
+
+    from t5lit.model.compile_plan import decide_compile
+    from t5lit.model.cpu_caps import cpu_capabilities
+
+    s, cfg = stage.settings, exp.model.config()
+    accelerator = str(exp.trainer.accelerator)
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    inputs, steps = getattr(s, "inputs_length", 512), getattr(s, "steps", 0)  # an evaluation stage: no steps
+    targets = getattr(s, "targets_length", None) or max(1, inputs // 4)  # pre-training: ~1/4 of the inputs
+    row = (cfg.spec.train_flops(cfg, inputs, targets) if cfg.spec.has_encoder
+           else cfg.spec.train_flops(cfg, 0, inputs + targets))
+    use, why = decide_compile(exp.runtime.compile, device="cuda" if cuda else "cpu", steps=steps,
+                              flops_per_step=row * getattr(s, "batch_size", 1) * exp.trainer.accumulate_grad_batches,
+                              precision=str(exp.trainer.precision),
+                              layers=cfg.num_encoder_layers + cfg.num_decoder_layers,
+                              threads=torch.get_num_threads(), tier=cpu_capabilities().tier)
+    rank_zero_info(f"stage {stage.name}: torch.compile {'on' if use else 'off'} ({why})")
+    return use
 
 
 def _random_init(exp: Experiment, stage: Stage) -> bool:

@@ -383,8 +383,8 @@ def trainer_arguments() -> list[str]:
 class RuntimeSection:
     """How the model runs, not what it computes."""
 
-    compile: bool | None = None  # torch.compile the model; null: on CUDA only
-    cpu_fast_paths: bool = True  # oneDNN linears and the CPU attention kernel when training on CPU
+    compile: bool | None = None  # torch.compile the model; null: on CUDA, on CPU when the stage is long enough
+    cpu_fast_paths: bool = True  # the CPU fast paths chosen for this CPU (T5LIT_CPU_FAST_PATHS overrides)
     tune_malloc: bool = True  # keep freed memory between CPU training steps (T5LIT_TUNE_MALLOC=0 also turns it off)
 
 

@@ -1,5 +1,7 @@
 """Shared test setup: a per-session cache directory (vocabularies, token caches) so tests never touch the
-user's ~/.cache and every CI run starts clean; one torch thread for determinism and fair sharing."""
+user's ~/.cache and every CI run starts clean; one torch thread for determinism and fair sharing; every CPU
+fast path on whatever the CPU (``T5LIT_CPU_FAST_PATHS=all``), so that each is exercised on every machine the
+suite runs on; the choice by CPU is tested on its own (tests/model/test_fastpaths.py)."""
 
 import os
 from pathlib import Path
@@ -15,6 +17,7 @@ def pytest_configure(config):
     import tempfile
 
     os.environ.setdefault("T5LIT_CACHE", tempfile.mkdtemp(prefix="t5lit-test-cache-"))
+    os.environ.setdefault("T5LIT_CPU_FAST_PATHS", "all")
     import torch
 
     torch.set_num_threads(1)

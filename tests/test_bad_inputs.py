@@ -713,6 +713,12 @@ simple("sweep-report-sqlite-missing", ["sweep", "report", "--study", "s", "--sto
                                        "--out", "out"], "no sweep database at sqlite:///nodir/x.db")
 
 
+@case("run-cpu-fast-paths-unknown", "CPU fast paths 'onednn,flash'", "use auto, all, none or a comma-separated list "
+      "of onednn_linear, cpu_attention", env={"T5LIT_CPU_FAST_PATHS": "onednn,flash"})
+def _(tmp, fx):
+    return ["run", DEBUG_RUN, "--run-dir", "out"]
+
+
 # ---- output directories -------------------------------------------------------------------------------
 @case("run-dir-is-a-file", "run directory out exists and is not a directory")
 def _(tmp, fx):

@@ -2,19 +2,24 @@
 imports this module); each checked against the plain PyTorch reference (tests/model/test_fastpaths.py);
 measurements in benchmarks/RESULTS.md.
 
-``apply_cpu_fast_paths(model)`` swaps, in place:
+``apply_cpu_fast_paths(model)`` swaps, in place, the fast paths that ``plan_fast_paths`` chooses for this CPU
+(its vendor and ISA tier, ``t5lit.model.cpu_caps``; ``T5LIT_CPU_FAST_PATHS`` overrides, see there):
 
-- every ``nn.Linear`` for a ``OneDNNLinear`` holding the same Parameter, and the tied output layer for a
-  ``OneDNNTiedOutput``: fp32 matrix multiplications through oneDNN. PyTorch's fp32 ``F.linear``/``mm`` call
-  MKL, which on non-Intel x86 (e.g. AMD EPYC) runs its AVX2 kernels; oneDNN's run AVX-512 and measured ~2.2x
-  faster for the forward and the input gradient, ~1.5x for the weight gradient on a 2-core EPYC. bf16
+- ``onednn_linear``: every ``nn.Linear`` for a ``OneDNNLinear`` holding the same Parameter, and the tied
+  output layer for a ``OneDNNTiedOutput``: fp32 matrix multiplications through oneDNN. PyTorch's fp32
+  ``F.linear``/``mm`` call MKL, which on non-Intel x86 (e.g. AMD EPYC) runs its AVX2 kernels; oneDNN's run
+  AVX-512 and measured 1.2-2x faster for the forward and the input gradient on a 2-core EPYC (Zen 4). The
+  weight gradient contracts over the rows, so one operand must be transposed in memory for oneDNN; it goes
+  to oneDNN only where that copy is cheap (``_weight_grad``). Chosen on non-Intel CPUs with AVX-512 only: on
+  Intel's, MKL runs its own AVX-512 (or AMX) kernels, and without AVX-512 both libraries run AVX2. bf16
   (autocast) already goes through oneDNN, so it is left to ``F.linear``. The oneDNN call is a custom op,
   opaque to torch.compile.
-- the attention kernel of every sdpa ``Attention`` for "cpu": ``CPUAttention`` when training on CPU, T5's
-  learned relative bias included, which the fused CPU kernel cannot differentiate (see the class); sdpa
-  elsewhere (inference, other devices). Under bf16 autocast it keeps its bf16 weights for backward (within a
-  budget, ``set_attention_weights``); in fp32 it recomputes them, for memory. "eager" (the reference) and
-  "flex" (CUDA only) are left as they are.
+- ``cpu_attention``: the attention kernel of every sdpa ``Attention`` for "cpu": ``CPUAttention`` when
+  training on CPU, T5's learned relative bias included, which the fused CPU kernel cannot differentiate (see
+  the class); sdpa elsewhere (inference, other devices). Under bf16 autocast it keeps its bf16 weights for
+  backward (within a budget, ``set_attention_weights``); in fp32 it recomputes them, for memory. "eager" (the
+  reference) and "flex" (CUDA only) are left as they are. Chosen on every CPU: it saves the memory of sdpa's
+  math path whatever the ISA.
 
 The swapped modules check the device and dtype at each call and fall back to ``F.linear`` / sdpa, so a model
 with fast paths still runs anywhere; ``set_fast_paths(False)`` makes them fall back everywhere, for
@@ -29,6 +34,7 @@ trains on CPU).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +43,8 @@ from torch import Tensor, nn
 from t5lit.model.layers import ATTENTION_KERNELS, Attention, AttentionMask, TiedOutput, sdpa_attention
 
 _ENABLED = {"on": True}
+FAST_PATHS = ("onednn_linear", "cpu_attention")
+ENV = "T5LIT_CPU_FAST_PATHS"
 
 
 def set_fast_paths(enabled: bool) -> None:
@@ -44,22 +52,77 @@ def set_fast_paths(enabled: bool) -> None:
     _ENABLED["on"] = bool(enabled)
 
 
-def apply_cpu_fast_paths(model: nn.Module) -> nn.Module:
-    """Swap the CPU fast paths into ``model`` in place (see the module docstring) and return it.
+@dataclass(frozen=True)
+class FastPathPlan:
+    """Which of FAST_PATHS a model gets on this CPU, and why each is on or off."""
+
+    enabled: frozenset
+    reasons: tuple  # ((name, reason), ...) in FAST_PATHS order
+
+    def describe(self) -> str:
+        """``"onednn_linear on (...); cpu_attention on (...)"``."""
+        return "; ".join(f"{n} {'on' if n in self.enabled else 'off'} ({why})" for n, why in self.reasons)
+
+
+def plan_fast_paths(caps=None, request: str | None = None) -> FastPathPlan:
+    """The fast paths for ``caps`` (default: this machine's ``cpu_capabilities()``).
+
+    ``request`` (default: ``$T5LIT_CPU_FAST_PATHS``, else "auto"): "auto" chooses by the CPU (the module
+    docstring); "none" turns all off; "all" turns on every one this torch build supports; a comma-separated
+    list of FAST_PATHS names turns on exactly those (for comparisons, and for CPUs this suite has not met).
+    A path whose private PyTorch op is missing from this build stays off whatever the request.
+    """
+    from t5lit.model.cpu_caps import cpu_capabilities
+
+    caps = caps or cpu_capabilities()
+    request = (os.environ.get(ENV) or "auto") if request is None else request
+    words = [w.strip() for w in request.split(",") if w.strip()] or ["auto"]
+    unknown = [w for w in words if w not in (*FAST_PATHS, "auto", "all", "none")]
+    if unknown or (len(words) > 1 and not set(words) <= set(FAST_PATHS)):
+        raise ValueError(f"CPU fast paths {request!r}: use auto, all, none or a comma-separated list of "
+                         f"{', '.join(FAST_PATHS)}")
+    auto = {}
+    if not _ONEDNN:
+        auto["onednn_linear"] = (False, "this torch build has no oneDNN linear op")
+    elif caps.vendor == "GenuineIntel":
+        auto["onednn_linear"] = (False, "MKL runs its own AVX-512/AMX kernels on Intel CPUs")
+    elif "avx512f" not in caps.flags:
+        auto["onednn_linear"] = (False, "no AVX-512: oneDNN and MKL would both run AVX2 kernels")
+    else:
+        auto["onednn_linear"] = (True, f"fp32 by oneDNN's AVX-512 kernels; MKL runs AVX2 ones on {caps.vendor}")
+    auto["cpu_attention"] = (True, "the relative bias's gradient without sdpa's math path" +
+                             ("" if _FLASH else "; flash forward missing from this build: keeps the weights"))
+    chosen = {}
+    for name in FAST_PATHS:
+        if words == ["auto"]:
+            chosen[name] = auto[name]
+        else:
+            on = words == ["all"] or name in words
+            missing = name == "onednn_linear" and not _ONEDNN
+            chosen[name] = (on and not missing, auto[name][1] if missing else f"requested: {request}")
+    return FastPathPlan(frozenset(n for n, (on, _) in chosen.items() if on),
+                        tuple((n, why) for n, (_, why) in chosen.items()))
+
+
+def apply_cpu_fast_paths(model: nn.Module, plan: FastPathPlan | None = None) -> nn.Module:
+    """Swap the fast paths of ``plan`` (default: ``plan_fast_paths()``) into ``model`` in place (see the
+    module docstring) and return it.
 
     Parameters are not copied: each new module holds the Parameter of the one it replaces, so the state dict
     keys, the optimizer's parameters and weight tying are unchanged, and a module shared by two parents
     (a shared encoder/decoder) is replaced by one module shared the same way. Hooks registered on a replaced
     module stay on the old object: register them after this call. Idempotent.
     """
+    enabled = (plan or plan_fast_paths()).enabled
     replaced: dict[int, nn.Module] = {}
     for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if id(child) not in replaced:
-                replaced[id(child)] = _fast_module(child)
-            if replaced[id(child)] is not child:
-                setattr(parent, name, replaced[id(child)])
-        if isinstance(parent, Attention) and parent.kernel == "sdpa":
+        if "onednn_linear" in enabled:
+            for name, child in list(parent.named_children()):
+                if id(child) not in replaced:
+                    replaced[id(child)] = _fast_module(child)
+                if replaced[id(child)] is not child:
+                    setattr(parent, name, replaced[id(child)])
+        if "cpu_attention" in enabled and isinstance(parent, Attention) and parent.kernel == "sdpa":
             parent.kernel = "cpu"
     return model
 
@@ -180,8 +243,22 @@ class _OneDNNLinear(torch.autograd.Function):
         dx = _mm_t(dy, weight.t()) if ctx.needs_input_grad[0] else None  # (..., N) @ (N, K)
         dw = None
         if ctx.needs_input_grad[1]:
-            dw = _mm_t(dy.reshape(-1, dy.shape[-1]).t(), x.reshape(-1, x.shape[-1]).t())  # (N, M) @ (M, K)
+            dw = _weight_grad(dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1]))
         return dx, dw
+
+
+def _weight_grad(dy: Tensor, x: Tensor) -> Tensor:
+    """dW = dy^T x for dy (M, N), x (M, K) -> (N, K): a contraction over the rows M, so one operand must be
+    transposed in memory for oneDNN. When N and K are within 4x of each other that copy costs more than oneDNN
+    saves over ``torch.mm``, which takes the transposed operand as it is; otherwise oneDNN, transposing the
+    narrower operand (dW^T = x^T dy when K < N, returned as a transposed view)."""
+    M, N = dy.shape
+    K = x.shape[1]
+    if max(N, K) < 4 * min(N, K):
+        return torch.mm(dy.t(), x)
+    if K < N:
+        return _mm_t(x.t(), dy.t()).t()  # (K, M) @ (M, N) = dW^T
+    return _mm_t(dy.t(), x.t())  # (N, M) @ (M, K)
 
 
 _EXP_FLOOR = -87.0  # exp() of anything lower is subnormal or 0, and ~10-40x slower on CPU: clamp to it first
@@ -250,7 +327,7 @@ class CPUAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, mask, bias, dropout_p=0.0):
         ctx.bias_rows, ctx.dropout_p = 0 if bias is None else bias.shape[0], dropout_p
-        ctx.kept = dropout_p > 0.0 or _keeps_weights(q, k.shape[2])
+        ctx.kept = dropout_p > 0.0 or _keeps_weights(q, k.shape[2]) or not _FLASH
         if ctx.kept:
             out, weights, keep = _attention_forward_keeping_weights(q, k, v, mask, dropout_p)
             ctx.n_chunks = len(weights)
@@ -373,3 +450,6 @@ def _attention_backward(d_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Ten
 
 
 _ONEDNN = _onednn_ok()
+# The fused CPU (flash) forward that CPUAttention's "recompute" path calls, a private op: without it every call
+# keeps its weights instead (the "keep" path, all public ops; tested with this flag off).
+_FLASH = hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")

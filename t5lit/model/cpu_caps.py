@@ -27,11 +27,14 @@ TIERS = ("amx", "avx512_bf16", "avx512", "avx2", "baseline")
 
 @dataclass(frozen=True)
 class CpuCaps:
-    """A CPU's model name, its flags and torch's capability string (``AVX512``, ``AVX2``, ...)."""
+    """A CPU's model name, its flags, torch's capability string (``AVX512``, ``AVX2``, ...) and its vendor
+    (``GenuineIntel``, ``AuthenticAMD``, ...: MKL, which PyTorch's fp32 matmuls call, runs its AVX-512 kernels
+    on Intel's CPUs only)."""
 
     model: str
     flags: frozenset
     torch_capability: str | None = None
+    vendor: str = "unknown"
 
     @property
     def tier(self) -> str:
@@ -63,7 +66,7 @@ class CpuCaps:
 
 def read_cpuinfo(text: str, torch_capability: str | None = None) -> CpuCaps:
     """The capabilities in a ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features``; the first CPU's)."""
-    model, flags = "unknown CPU", None
+    model, flags, vendor = "unknown CPU", None, "unknown"
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
@@ -73,7 +76,9 @@ def read_cpuinfo(text: str, torch_capability: str | None = None) -> CpuCaps:
             model = value.strip() or model
         elif key in ("flags", "features") and flags is None:
             flags = frozenset(value.split())
-    return CpuCaps(model, flags or frozenset(), torch_capability)
+        elif key == "vendor_id" and vendor == "unknown":
+            vendor = value.strip() or vendor
+    return CpuCaps(model, flags or frozenset(), torch_capability, vendor)
 
 
 @functools.lru_cache(maxsize=1)

@@ -30,6 +30,12 @@ def test_tiers_from_flags():
     assert read_cpuinfo("").tier == "baseline"
 
 
+def test_vendor():
+    assert read_cpuinfo(SAPPHIRE_RAPIDS).vendor == "GenuineIntel"
+    assert read_cpuinfo("vendor_id\t: AuthenticAMD\n" + GENOA).vendor == "AuthenticAMD"
+    assert read_cpuinfo(ARM).vendor == "unknown"
+
+
 def test_amx_needs_its_tiles():
     assert CpuCaps("x", frozenset({"amx_bf16", "avx512_bf16"})).tier == "avx512_bf16"  # no amx_tile: no AMX
 

@@ -20,6 +20,7 @@ from t5lit.config import preset_config
 from t5lit.lit_module import weighted_cross_entropy
 from t5lit.model import cpu
 from t5lit.model.architectures import build_model
+from t5lit.model.cpu_caps import CpuCaps
 from t5lit.model.layers import RelativePositionBias
 
 ARCHS = ("encoder_decoder", "decoder_only", "prefix_lm")
@@ -75,14 +76,15 @@ def loss_and_grads(model, f, targets, weights, dtype=None):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def pair(arch: str, **changes):
-    """(reference eager model, fast model: ``cfg.attention`` with the CPU fast paths applied), same weights."""
+def pair(arch: str, paths: str = "all", **changes):
+    """(reference eager model, fast model: ``cfg.attention`` with the CPU fast paths ``paths`` applied (a
+    ``plan_fast_paths`` request), same weights."""
     torch.manual_seed(0)
     cfg = preset_config("tiny", arch=arch, **changes)
     ref = build_model(cfg.replace(attention="eager"))
     fast = build_model(cfg)
     fast.load_state_dict(ref.state_dict())
-    return ref, cpu.apply_cpu_fast_paths(fast)
+    return ref, cpu.apply_cpu_fast_paths(fast, cpu.plan_fast_paths(request=paths))
 
 
 def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
@@ -91,10 +93,11 @@ def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
         torch.testing.assert_close(got[name], want[name], rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("paths", ["all", *cpu.FAST_PATHS])  # each alone: the others forced off in turn
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("packed", [False, True])
-def test_fast_paths_match_eager_reference(arch, packed, reference_mode):
-    ref, fast = pair(arch)
+def test_fast_paths_match_eager_reference(arch, packed, paths, reference_mode):
+    ref, fast = pair(arch, paths)
     f, targets, weights = batch(arch, packed)
     with reference_mode:
         want_loss, want = loss_and_grads(ref, f, targets, weights)
@@ -180,6 +183,7 @@ def test_cpu_attention_dropout_matches_math_with_the_same_mask(B, H, Tq, Tk, bia
     monkeypatch.setattr(cpu, "_dropout_keep", lambda *a: drawn.append(draw(*a)) or drawn[-1])
     q, k, v, bias, mask, dy = attention_inputs(B, H, Tq, Tk, bias_rows)
     leaves = (q, k, v) + ((bias,) if bias is not None else ())
+    torch.manual_seed(0)  # the masks: the same whichever tests ran before in this process
     out = cpu.CPUAttention.apply(q, k, v, mask.detach(), bias, p)
     out.backward(dy)
     got = [t.grad.clone() for t in leaves]
@@ -255,6 +259,101 @@ def test_fast_paths_keep_transformers_layout():
     for stack, kind in (("encoder", "self_attn"), ("decoder", "self_attn"), ("decoder", "cross_attn")):
         for p in "qkvo":
             assert f"{stack}.layers.0.{kind}.{p}.weight" in names
+
+
+@pytest.mark.parametrize("paths", ["all", *cpu.FAST_PATHS])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_fast_path_matches_the_reference_under_bf16_autocast(arch, paths, reference_mode):
+    ref, fast = pair(arch, paths)
+    f, targets, weights = batch(arch, packed=arch != "decoder_only")
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights, dtype=torch.bfloat16)
+    got_loss, got = loss_and_grads(fast, f, targets, weights, dtype=torch.bfloat16)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-2, atol=1e-2)
+    for name in want:  # both round their products to bf16, in different orders: compare directions
+        cos = F.cosine_similarity(got[name].flatten(), want[name].flatten(), dim=0)
+        assert cos > 0.99, f"{name}: cosine {cos:.4f}"
+
+
+# ---- the choice by CPU ------------------------------------------------------------------------------
+def _caps(vendor: str, *flags: str) -> CpuCaps:
+    return CpuCaps(f"a {vendor} CPU", frozenset(flags), None, vendor)
+
+
+SAPPHIRE_RAPIDS = _caps("GenuineIntel", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+GENOA = _caps("AuthenticAMD", "avx2", "avx512f", "avx512_bf16")
+ROME = _caps("AuthenticAMD", "avx2", "fma")
+GRAVITON = _caps("unknown", "asimd", "bf16")
+
+
+@pytest.mark.parametrize("caps, linear", [(SAPPHIRE_RAPIDS, False), (GENOA, True), (ROME, False),
+                                          (GRAVITON, False)])
+def test_auto_chooses_by_vendor_and_isa(caps, linear, monkeypatch):
+    monkeypatch.setattr(cpu, "_ONEDNN", True)
+    plan = cpu.plan_fast_paths(caps, request="auto")
+    assert ("onednn_linear" in plan.enabled) is linear
+    assert "cpu_attention" in plan.enabled  # on every CPU: the memory of sdpa's math path
+    reason = dict(plan.reasons)["onednn_linear"]
+    assert reason.startswith({SAPPHIRE_RAPIDS: "MKL runs its own", GENOA: "fp32 by oneDNN's AVX-512",
+                              ROME: "no AVX-512", GRAVITON: "no AVX-512"}[caps])
+    assert plan.describe().startswith(f"onednn_linear {'on' if linear else 'off'} (")
+
+
+def test_requests_and_the_environment(monkeypatch):
+    assert cpu.plan_fast_paths(GENOA, request="none").enabled == frozenset()
+    assert cpu.plan_fast_paths(SAPPHIRE_RAPIDS, request="all").enabled == (
+        set(cpu.FAST_PATHS) if cpu._ONEDNN else {"cpu_attention"})
+    assert cpu.plan_fast_paths(GENOA, request="cpu_attention").enabled == {"cpu_attention"}
+    assert cpu.plan_fast_paths(GENOA, request=" cpu_attention, ").enabled == {"cpu_attention"}
+    monkeypatch.setenv(cpu.ENV, "none")
+    assert cpu.plan_fast_paths(GENOA).enabled == frozenset()
+    monkeypatch.delenv(cpu.ENV)
+    assert cpu.plan_fast_paths(GENOA).enabled == cpu.plan_fast_paths(GENOA, request="auto").enabled
+    for bad in ("fast", "auto,cpu_attention", "onednn"):
+        with pytest.raises(ValueError, match="use auto, all, none or a comma-separated list of onednn_linear"):
+            cpu.plan_fast_paths(GENOA, request=bad)
+
+
+def test_no_path_swaps_nothing():
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny"))
+    kinds = [type(m) for m in model.modules()]
+    cpu.apply_cpu_fast_paths(model, cpu.plan_fast_paths(request="none"))
+    assert [type(m) for m in model.modules()] == kinds
+    assert {m.kernel for m in model.modules() if hasattr(m, "kernel")} == {"sdpa"}
+
+
+# ---- the private PyTorch ops' fallbacks -----------------------------------------------------------------
+def test_without_the_onednn_op_linear_is_f_linear_and_the_plan_says_so(monkeypatch, reference_mode):
+    monkeypatch.setattr(cpu, "_ONEDNN", False)
+    plan = cpu.plan_fast_paths(GENOA, request="all")
+    assert plan.enabled == {"cpu_attention"} and "no oneDNN linear op" in dict(plan.reasons)["onednn_linear"]
+    calls = []
+    monkeypatch.setattr(cpu, "_mm_t", lambda *a: calls.append(1))
+    ref, fast = pair("encoder_decoder", "onednn_linear")  # swapped by request; each call falls back
+    f, targets, weights = batch("encoder_decoder", packed=False)
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    assert not calls
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_without_the_flash_op_cpu_attention_keeps_its_weights(arch, monkeypatch, reference_mode):
+    monkeypatch.setattr(cpu, "_FLASH", False)
+    flash = []
+    monkeypatch.setattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu",
+                        lambda *a, **kw: flash.append(1), raising=False)
+    ref, fast = pair(arch, "cpu_attention")
+    f, targets, weights = batch(arch, packed=True)
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    assert not flash
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["auto", "recompute"])  # auto keeps the bf16 weights here
