@@ -247,6 +247,12 @@ def run_child(argv: list[str], which: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _fast_paths_enabled() -> frozenset:
+    from t5lit.model.cpu import plan_fast_paths
+
+    return plan_fast_paths().enabled
+
+
 def environment(a) -> dict:
     """Device, versions and command, for RESULTS.md."""
     import platform
@@ -357,7 +363,11 @@ def main(argv=None):
     if limits is not None:
         per_token = flops_per_token(a)
         m, k, n = limits["shape"]
+        from t5lit.model.cpu import plan_fast_paths
+
         print(f"CPU: {caps.describe()}")
+        if not a.plain:
+            print(f"fast paths: {plan_fast_paths().describe()}")
         print(f"matmul limit at ({m} x {k}) @ ({k} x {n}) and back, {a.threads or 'default'} threads: fp32 "
               f"{limits['fp32_tflops']:.3f} TFLOP/s, bf16 {limits['bf16_tflops']:.3f} TFLOP/s; training step: "
               f"{per_token / 1e6:.1f} MFLOP per token")
@@ -371,8 +381,9 @@ def main(argv=None):
             json.dump({"setting": setting, "environment": environment(a), "args": vars(a),
                        "results": {label[n]: results[n] for n in names}, "speed_ratio": speed,
                        "memory_ratio": mem, "matmul_limit": limits, "utilisation": utilisation,
-                       "cpu": None if caps is None else {"model": caps.model, "tier": caps.tier, "isa": caps.isa(),
-                                                         "torch_capability": caps.torch_capability}},
+                       "cpu": None if caps is None else {"model": caps.model, "vendor": caps.vendor, "tier": caps.tier,
+                                                         "isa": caps.isa(), "torch_capability": caps.torch_capability},
+                       "fast_paths": None if caps is None or a.plain else sorted(_fast_paths_enabled())},
                       f, indent=2)
 
 

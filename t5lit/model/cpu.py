@@ -44,6 +44,10 @@ from t5lit.model.layers import ATTENTION_KERNELS, Attention, AttentionMask, Tied
 
 _ENABLED = {"on": True}
 FAST_PATHS = ("onednn_linear", "cpu_attention")
+# Below this width the oneDNN linear saves nothing over MKL and its autograd.Function costs more than the
+# product (a 2+2-layer width-64 model trained 9% slower with it, a 128-wide layer about breaks even; one
+# thread of a Zen 4, RESULTS.md section 10): "auto" swaps only linears at least this wide on both sides.
+ONEDNN_MIN_WIDTH = 128
 ENV = "T5LIT_CPU_FAST_PATHS"
 
 
@@ -58,6 +62,7 @@ class FastPathPlan:
 
     enabled: frozenset
     reasons: tuple  # ((name, reason), ...) in FAST_PATHS order
+    linear_min_width: int = 0  # onednn_linear: only linears whose inputs and outputs are at least this wide
 
     def describe(self) -> str:
         """``"onednn_linear on (...); cpu_attention on (...)"``."""
@@ -89,7 +94,8 @@ def plan_fast_paths(caps=None, request: str | None = None) -> FastPathPlan:
     elif "avx512f" not in caps.flags:
         auto["onednn_linear"] = (False, "no AVX-512: oneDNN and MKL would both run AVX2 kernels")
     else:
-        auto["onednn_linear"] = (True, f"fp32 by oneDNN's AVX-512 kernels; MKL runs AVX2 ones on {caps.vendor}")
+        auto["onednn_linear"] = (True, f"fp32 by oneDNN's AVX-512 kernels, MKL runs AVX2 ones on {caps.vendor}; "
+                                       f"layers at least {ONEDNN_MIN_WIDTH} wide")
     auto["cpu_attention"] = (True, "the relative bias's gradient without sdpa's math path" +
                              ("" if _FLASH else "; flash forward missing from this build: keeps the weights"))
     chosen = {}
@@ -101,7 +107,7 @@ def plan_fast_paths(caps=None, request: str | None = None) -> FastPathPlan:
             missing = name == "onednn_linear" and not _ONEDNN
             chosen[name] = (on and not missing, auto[name][1] if missing else f"requested: {request}")
     return FastPathPlan(frozenset(n for n, (on, _) in chosen.items() if on),
-                        tuple((n, why) for n, (_, why) in chosen.items()))
+                        tuple((n, why) for n, (_, why) in chosen.items()), ONEDNN_MIN_WIDTH if words == ["auto"] else 0)
 
 
 def apply_cpu_fast_paths(model: nn.Module, plan: FastPathPlan | None = None) -> nn.Module:
@@ -113,13 +119,14 @@ def apply_cpu_fast_paths(model: nn.Module, plan: FastPathPlan | None = None) -> 
     (a shared encoder/decoder) is replaced by one module shared the same way. Hooks registered on a replaced
     module stay on the old object: register them after this call. Idempotent.
     """
-    enabled = (plan or plan_fast_paths()).enabled
+    plan = plan or plan_fast_paths()
+    enabled = plan.enabled
     replaced: dict[int, nn.Module] = {}
     for parent in list(model.modules()):
         if "onednn_linear" in enabled:
             for name, child in list(parent.named_children()):
                 if id(child) not in replaced:
-                    replaced[id(child)] = _fast_module(child)
+                    replaced[id(child)] = _fast_module(child, plan.linear_min_width)
                 if replaced[id(child)] is not child:
                     setattr(parent, name, replaced[id(child)])
         if "cpu_attention" in enabled and isinstance(parent, Attention) and parent.kernel == "sdpa":
@@ -127,12 +134,14 @@ def apply_cpu_fast_paths(model: nn.Module, plan: FastPathPlan | None = None) -> 
     return model
 
 
-def _fast_module(module: nn.Module) -> nn.Module:
-    """The fast counterpart of ``module`` (sharing its Parameters), or ``module`` itself."""
+def _fast_module(module: nn.Module, min_width: int = 0) -> nn.Module:
+    """The fast counterpart of ``module`` (sharing its Parameters), or ``module`` itself (also when one of its
+    sides is narrower than ``min_width``)."""
     if type(module) is nn.Linear:  # exactly nn.Linear: subclasses (adapters, quantised layers) keep their forward
-        return OneDNNLinear.from_linear(module)
+        wide = min(module.in_features, module.out_features) >= min_width
+        return OneDNNLinear.from_linear(module) if wide else module
     if type(module) is TiedOutput:
-        return OneDNNTiedOutput.from_tied(module)
+        return OneDNNTiedOutput.from_tied(module) if min(module.embedding.weight.shape) >= min_width else module
     return module
 
 
@@ -217,13 +226,22 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     return F.linear(x, weight)
 
 
-@torch.library.custom_op("t5lit::onednn_mm_t", mutates_args=())
 def _mm_t(a: Tensor, b: Tensor) -> Tensor:
-    """a (..., K) @ b (N, K)^T by oneDNN (``b`` may be a transposed view). An opaque op to torch.compile."""
+    """a (..., K) @ b (N, K)^T by oneDNN (``b`` may be a transposed view): the op itself when eager (the custom
+    op's Python dispatch costs ~20 us a call, a tenth of a small product), the custom op when torch.compile
+    traces (opaque to it)."""
+    if torch.compiler.is_compiling():
+        return _mm_t_op(a, b)
     return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
 
 
-@_mm_t.register_fake
+@torch.library.custom_op("t5lit::onednn_mm_t", mutates_args=())
+def _mm_t_op(a: Tensor, b: Tensor) -> Tensor:
+    """``_mm_t`` as an op opaque to torch.compile."""
+    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
+
+
+@_mm_t_op.register_fake
 def _(a: Tensor, b: Tensor) -> Tensor:
     return a.new_empty((*a.shape[:-1], b.shape[0]))
 

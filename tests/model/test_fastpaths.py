@@ -314,6 +314,19 @@ def test_requests_and_the_environment(monkeypatch):
             cpu.plan_fast_paths(GENOA, request=bad)
 
 
+def test_auto_swaps_only_linears_wide_enough_to_gain(monkeypatch):
+    """Below ONEDNN_MIN_WIDTH the oneDNN linear saves nothing; a request ("all", a list) swaps every one."""
+    monkeypatch.setattr(cpu, "_ONEDNN", True)
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", d_model=128, d_kv=32, num_heads=4, d_ff=64)  # attention 128 wide, the FFN not
+    auto = cpu.apply_cpu_fast_paths(build_model(cfg), cpu.plan_fast_paths(GENOA, request="auto"))
+    layer = auto.encoder.layers[0]
+    assert isinstance(layer.self_attn.q, cpu.OneDNNLinear) and isinstance(auto.tied_head, cpu.OneDNNTiedOutput)
+    assert type(layer.ffn.wi) is torch.nn.Linear and type(layer.ffn.wo) is torch.nn.Linear
+    every = cpu.apply_cpu_fast_paths(build_model(cfg), cpu.plan_fast_paths(GENOA, request="all"))
+    assert isinstance(every.encoder.layers[0].ffn.wi, cpu.OneDNNLinear)
+
+
 def test_no_path_swaps_nothing():
     torch.manual_seed(0)
     model = build_model(preset_config("tiny"))
