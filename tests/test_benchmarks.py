@@ -31,11 +31,17 @@ def test_train_throughput_runs_and_writes_json(tmp_path):
     assert ours["params"] == theirs["params"]
     assert report["speed_ratio"] > 0 and report["memory_ratio"] > 0
     # The machine's matmul limit, measured in the same run, and each model's share of it; the CPU's ISA.
-    assert report["matmul_limit"]["fp32_tflops"] > 0 and report["matmul_limit"]["bf16_tflops"] > 0
+    limit = report["matmul_limit"]
+    assert limit["fp32_tflops"] > 0 and limit["bf16_tflops"] > 0
+    for dtype in ("fp32", "bf16"):  # the faster of the libraries measured
+        assert limit[f"{dtype}_tflops"] == max(v for k, v in limit.items() if k.startswith(f"{dtype}_") and
+                                               k.endswith("_tflops") and k != f"{dtype}_tflops")
+        assert limit[f"{dtype}_library"] in ("mm", "onednn")
     assert set(report["utilisation"]) == {"t5lit encoder_decoder", "transformers T5"}
     assert all(0 < u < 1 for u in report["utilisation"].values())
     assert report["cpu"]["tier"] in ("amx", "avx512_bf16", "avx512", "avx2", "baseline")
-    assert "of the fp32 matmul limit" in run.stdout and "CPU: " in run.stdout
+    assert "of the fp32 matmul limit" in run.stdout and "CPU: " in run.stdout and "fast paths: " in run.stdout
+    assert report["fast_paths"] == ["cpu_attention", "onednn_linear"]  # the suite's T5LIT_CPU_FAST_PATHS=all
     for key in ("device", "device_name", "torch", "transformers", "python", "command", "threads"):
         assert report["environment"][key]
 
