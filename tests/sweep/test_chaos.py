@@ -141,7 +141,9 @@ def test_random_worker_kills_and_torn_records_leave_every_row_done_once(tmp_path
     assert all(len(jobs[job]) >= 2 for job in killed_mid_trial)  # killed mid-trial: retried, resumed
 
 
-SLOW = {"name": "slow", "overrides": {"fake.steps": 30, "fake.sleep": 0.1}}
+# 9 s in all: the tests below stop the sweep after its first step, and on a loaded machine (CI's two test
+# processes) a 3-s row once finished before the signal arrived, so the supervisor exited 0.
+SLOW = {"name": "slow", "overrides": {"fake.steps": 30, "fake.sleep": 0.3}}
 
 
 def ddp_like_runner(cfg, run_dir, *, trial=None, callbacks=()):
