@@ -141,9 +141,7 @@ def test_random_worker_kills_and_torn_records_leave_every_row_done_once(tmp_path
     assert all(len(jobs[job]) >= 2 for job in killed_mid_trial)  # killed mid-trial: retried, resumed
 
 
-# 9 s in all: the tests below stop the sweep after its first step, and on a loaded machine (CI's two test
-# processes) a 3-s row once finished before the signal arrived, so the supervisor exited 0.
-SLOW = {"name": "slow", "overrides": {"fake.steps": 30, "fake.sleep": 0.3}}
+SLOW = {"name": "slow", "overrides": {"fake.steps": 30, "fake.sleep": 0.1}}
 
 
 def ddp_like_runner(cfg, run_dir, *, trial=None, callbacks=()):
@@ -202,8 +200,11 @@ def test_stopping_the_supervisor_stops_its_workers_and_requeues_their_trials(tmp
     sweep = make_sweep(tmp_path, {"study": "stop", "rows": [SLOW]})
     out = tmp_path / "out"
     run_dir = out / "stop" / "slow-seed0"
+    # As a terminal's foreground command: a shell starts background jobs with SIGINT ignored, and Python then
+    # leaves it ignored (POSIX), so under `.ci/run &` the supervisor never saw the SIGINT and finished the row.
     with process(supervisor(sweep, out, f"{__name__}:fake_runner"), env=ENV, text=True,
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as sup:
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as sup:
         wait_for(lambda: step(run_dir) >= 1, 90, "a checkpointed step")
         worker = int((run_dir / "pid").read_text())
         sup.send_signal(sig)
