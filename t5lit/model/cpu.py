@@ -388,8 +388,9 @@ def _attention_forward_keeping_weights(q: Tensor, k: Tensor, v: Tensor, mask: Te
     for i in range(0, B * H, c):
         r = slice(i, i + c)
         s = torch.baddbmm(_mask_chunk(mask, i, c), qf[r], kf[r].transpose(1, 2))  # (c, Tq, Tk) fp32
-        s.sub_(s.amax(-1, keepdim=True)).clamp_min_(_EXP_FLOOR).exp_()
-        weights.append(s.div_(s.sum(-1, keepdim=True)).to(q.dtype))
+        # One fused kernel (max, exp, sum, divide): 0.96 ms against 1.37 ms for the separate in-place ops per
+        # chunk of 4 x 512 x 512, and no slow subnormal exp() to clamp away (RESULTS.md section 10).
+        weights.append(torch.softmax(s, -1).to(q.dtype))
         if dropout_p > 0.0:
             keep.append(_dropout_keep(rng, s.shape, dropout_p))
         torch.bmm(_dropped(weights[-1], keep[-1], dropout_p) if keep else weights[-1], vl[r], out=out[r])
