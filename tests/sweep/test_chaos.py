@@ -28,7 +28,9 @@ from t5lit.io import file_lock
 from t5lit.sweep import run_sweep
 from t5lit.sweep.study import StudyStorage, is_lost, jobs_of
 
-ROWS = [{"name": f"r{i}", "overrides": {"fake.steps": 5, "fake.sleep": 0.12}} for i in range(6)]
+# 1.5 s a row: long enough that the three mid-trial kills below land before the sweep ends (with 0.6-s rows a
+# fast run once finished all six rows after two, and the test could not make its third kill).
+ROWS = [{"name": f"r{i}", "overrides": {"fake.steps": 10, "fake.sleep": 0.15}} for i in range(6)]
 
 
 def alive(pid: int) -> bool:
