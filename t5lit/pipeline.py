@@ -70,6 +70,13 @@ def setup_runtime(exp: Experiment) -> None:
                        "32-true")
 
 
+def _row_flops(cfg, inputs: int, targets: int) -> float:
+    """``ArchSpec.train_flops`` of one row of ``inputs`` + ``targets`` tokens: split between the encoder and the
+    decoder, or one stack over both."""
+    return (cfg.spec.train_flops(cfg, inputs, targets) if cfg.spec.has_encoder
+            else cfg.spec.train_flops(cfg, 0, inputs + targets))
+
+
 def _seed(exp: Experiment) -> None:
     """Seed the initial weights and dropout of a stage from the experiment's seed (the replicate)."""
     import lightning as L
@@ -134,8 +141,7 @@ def _compile_choice(exp: Experiment, stage: Stage) -> bool:
     cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     inputs, steps = getattr(s, "inputs_length", 512), getattr(s, "steps", 0)  # an evaluation stage: no steps
     targets = getattr(s, "targets_length", None) or max(1, inputs // 4)  # pre-training: ~1/4 of the inputs
-    row = (cfg.spec.train_flops(cfg, inputs, targets) if cfg.spec.has_encoder
-           else cfg.spec.train_flops(cfg, 0, inputs + targets))
+    row = _row_flops(cfg, inputs, targets)
     use, why = decide_compile(exp.runtime.compile, device="cuda" if cuda else "cpu", steps=steps,
                               flops_per_step=row * getattr(s, "batch_size", 1) * exp.trainer.accumulate_grad_batches,
                               precision=str(exp.trainer.precision),
@@ -463,7 +469,7 @@ def run_cost(exp: Experiment, plan: list[Stage] | None = None) -> dict:
         parameters = count_parameters(build_model(cfg))
     n = exp.pretrain.inputs_length if exp.pretrain is not None else (
         exp.finetune.inputs_length if exp.finetune is not None else 512)
-    flops = cfg.spec.train_flops(cfg, n, n) if cfg.spec.has_encoder else cfg.spec.train_flops(cfg, 0, 2 * n)
+    flops = _row_flops(cfg, n, n)
     devices = exp.trainer.devices if isinstance(exp.trainer.devices, int) and exp.trainer.devices > 0 else 1
     tokens = {"pretrain": 0, "finetune": 0}
     for stage in plan if plan is not None else exp.plan():
