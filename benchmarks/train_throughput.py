@@ -263,12 +263,6 @@ def run_child(argv: list[str], which: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _fast_paths_enabled() -> frozenset:
-    from t5lit.model.cpu import plan_fast_paths
-
-    return plan_fast_paths().enabled
-
-
 def environment(a) -> dict:
     """Device, versions and command, for RESULTS.md."""
     import platform
@@ -374,18 +368,18 @@ def main(argv=None):
     print(f"ratio ours/transformers: tokens/s {speed:.2f}x, peak memory per token {mem:.2f}x")
     if a.compile:
         print(f"first step (compiling): {ours['first_step_s']:.1f} s; then {ours['median_step_s']:.3f} s a step")
+    from t5lit.model.cpu import plan_fast_paths
     from t5lit.model.cpu_caps import cpu_capabilities
 
     caps = cpu_capabilities() if a.device == "cpu" else None
+    paths = plan_fast_paths() if caps is not None and not a.plain else None
     utilisation = {}
     if limits is not None:
         per_token = flops_per_token(a)
         m, k, n = limits["shape"]
-        from t5lit.model.cpu import plan_fast_paths
-
         print(f"CPU: {caps.describe()}")
-        if not a.plain:
-            print(f"fast paths: {plan_fast_paths().describe()}")
+        if paths is not None:
+            print(f"fast paths: {paths.describe()}")
         print(f"matmul limit at ({m} x {k}) @ ({k} x {n}) and back, {a.threads or 'default'} threads: fp32 "
               f"{limits['fp32_tflops']:.3f} TFLOP/s ({limits['fp32_library']}), bf16 {limits['bf16_tflops']:.3f} "
               f"TFLOP/s ({limits['bf16_library']}); training step: {per_token / 1e6:.1f} MFLOP per token")
@@ -401,7 +395,7 @@ def main(argv=None):
                        "memory_ratio": mem, "matmul_limit": limits, "utilisation": utilisation,
                        "cpu": None if caps is None else {"model": caps.model, "vendor": caps.vendor, "tier": caps.tier,
                                                          "isa": caps.isa(), "torch_capability": caps.torch_capability},
-                       "fast_paths": None if caps is None or a.plain else sorted(_fast_paths_enabled())},
+                       "fast_paths": None if paths is None else sorted(paths.enabled)},
                       f, indent=2)
 
 

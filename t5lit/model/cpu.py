@@ -230,15 +230,17 @@ def _mm_t(a: Tensor, b: Tensor) -> Tensor:
     """a (..., K) @ b (N, K)^T by oneDNN (``b`` may be a transposed view): the op itself when eager (the custom
     op's Python dispatch costs ~20 us a call, a tenth of a small product), the custom op when torch.compile
     traces (opaque to it)."""
-    if torch.compiler.is_compiling():
-        return _mm_t_op(a, b)
+    return _mm_t_op(a, b) if torch.compiler.is_compiling() else _onednn_mm_t(a, b)
+
+
+def _onednn_mm_t(a: Tensor, b: Tensor) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
 
 
 @torch.library.custom_op("t5lit::onednn_mm_t", mutates_args=())
 def _mm_t_op(a: Tensor, b: Tensor) -> Tensor:
     """``_mm_t`` as an op opaque to torch.compile."""
-    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
+    return _onednn_mm_t(a, b)
 
 
 @_mm_t_op.register_fake
