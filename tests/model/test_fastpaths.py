@@ -87,6 +87,17 @@ def pair(arch: str, paths: str = "all", **changes):
     return ref, cpu.apply_cpu_fast_paths(fast, cpu.plan_fast_paths(request=paths))
 
 
+def assert_matches_reference(ref, fast, arch: str, packed: bool, reference_mode):
+    """One fp32 training step's loss and gradients of ``fast`` equal the eager reference's (``ref``, the fast
+    paths off), on ``batch(arch, packed)``."""
+    f, targets, weights = batch(arch, packed)
+    with reference_mode:
+        want_loss, want = loss_and_grads(ref, f, targets, weights)
+    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
+    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
     assert got.keys() == want.keys()
     for name in want:
@@ -98,24 +109,14 @@ def assert_grads_close(got: dict, want: dict, rtol: float, atol: float):
 @pytest.mark.parametrize("packed", [False, True])
 def test_fast_paths_match_eager_reference(arch, packed, paths, reference_mode):
     ref, fast = pair(arch, paths)
-    f, targets, weights = batch(arch, packed)
-    with reference_mode:
-        want_loss, want = loss_and_grads(ref, f, targets, weights)
-    got_loss, got = loss_and_grads(fast, f, targets, weights)
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
-    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+    assert_matches_reference(ref, fast, arch, packed, reference_mode)
 
 
 @pytest.mark.parametrize("layout", [dict(ffn="gated-gelu", tie_word_embeddings=False),
                                     dict(share_encoder_decoder=True)])
 def test_fast_paths_match_for_t5_1_1_and_shared_layouts(layout, reference_mode):
     ref, fast = pair("encoder_decoder", **layout)
-    f, targets, weights = batch("encoder_decoder", packed=False)
-    with reference_mode:
-        want_loss, want = loss_and_grads(ref, f, targets, weights)
-    got_loss, got = loss_and_grads(fast, f, targets, weights)
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
-    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
+    assert_matches_reference(ref, fast, "encoder_decoder", False, reference_mode)
 
 
 def test_onednn_linear_matches_f_linear():
@@ -344,13 +345,8 @@ def test_without_the_onednn_op_linear_is_f_linear_and_the_plan_says_so(monkeypat
     calls = []
     monkeypatch.setattr(cpu, "_mm_t", lambda *a: calls.append(1))
     ref, fast = pair("encoder_decoder", "onednn_linear")  # swapped by request; each call falls back
-    f, targets, weights = batch("encoder_decoder", packed=False)
-    with reference_mode:
-        want_loss, want = loss_and_grads(ref, f, targets, weights)
-    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    assert_matches_reference(ref, fast, "encoder_decoder", False, reference_mode)
     assert not calls
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
-    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -360,13 +356,8 @@ def test_without_the_flash_op_cpu_attention_keeps_its_weights(arch, monkeypatch,
     monkeypatch.setattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu",
                         lambda *a, **kw: flash.append(1), raising=False)
     ref, fast = pair(arch, "cpu_attention")
-    f, targets, weights = batch(arch, packed=True)
-    with reference_mode:
-        want_loss, want = loss_and_grads(ref, f, targets, weights)
-    got_loss, got = loss_and_grads(fast, f, targets, weights)
+    assert_matches_reference(ref, fast, arch, True, reference_mode)
     assert not flash
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=1e-6)
-    assert_grads_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["auto", "recompute"])  # auto keeps the bf16 weights here
